@@ -1,0 +1,324 @@
+"""All settings, read from the environment (and an optional ``.env``) here only.
+
+Every variable is documented in ``.env.example``. A malformed value stops
+start-up with ``ImproperlyConfigured`` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+_env_file = os.environ.get("I2V_ENV_FILE", str(BASE_DIR / ".env"))
+if os.path.isfile(_env_file):
+    env.read_env(_env_file)
+
+
+def _read(name: str, cast, default):
+    """Read one variable; a malformed value names the variable and the problem."""
+    try:
+        return cast(name, default=default)
+    except ImproperlyConfigured:
+        raise
+    except Exception as exc:  # environ raises ValueError and friends
+        raise ImproperlyConfigured(
+            f"Environment variable {name}={os.environ.get(name)!r} is malformed: {exc}"
+        ) from None
+
+
+def env_str(name: str, default: str = "") -> str:
+    return _read(name, env.str, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is not None and raw.strip().lower() not in {
+        "1",
+        "0",
+        "true",
+        "false",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "",
+    }:
+        raise ImproperlyConfigured(f"Environment variable {name}={raw!r} is malformed: expected true or false")
+    return _read(name, env.bool, default)
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    value = _read(name, env.int, default)
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"Environment variable {name}={value} is malformed: must be at least {minimum}")
+    return value
+
+
+def env_float(name: str, default: float, minimum: float | None = None) -> float:
+    value = _read(name, env.float, default)
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"Environment variable {name}={value} is malformed: must be at least {minimum}")
+    return value
+
+
+def env_url(name: str, default: str) -> str:
+    value = env_str(name, default)
+    if value:
+        parsed = urlparse(value)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            raise ImproperlyConfigured(f"Environment variable {name}={value!r} is malformed: expected an http(s) URL")
+    return value.rstrip("/")
+
+
+# --- Core -------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", False)
+VAR_DIR = Path(env_str("I2V_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def _local_secret_key() -> str:
+    """A random key kept in VAR_DIR, so a fresh checkout runs with nothing to set
+    and never with a key that is published in the code."""
+    import secrets
+
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process wrote it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY", "") or _local_secret_key()
+ALLOWED_HOSTS = _read("ALLOWED_HOSTS", env.list, ["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "jobs.middleware.ApiBodyLimitMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "i2v_site.urls"
+WSGI_APPLICATION = "i2v_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "jobs.context_processors.credits",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------
+
+DATABASES = {"default": _read("DATABASE_URL", env.db_url, f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"].get("ENGINE") not in {
+    "django.db.backends.sqlite3",
+    "django.db.backends.postgresql",
+}:
+    raise ImproperlyConfigured(
+        f"Environment variable DATABASE_URL={os.environ.get('DATABASE_URL')!r} is malformed: "
+        "expected sqlite:///path or postgres://user@host:port/name"
+    )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL with synchronous=NORMAL made the ORM broker ~5x faster here, and a
+    # busy timeout lets the web process and the worker share the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not memory, so a test can share its database with a real worker.
+    # One file per test run, so two runs on one machine never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Files ------------------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+# Scratch space for a job's files while it runs (always local disk).
+WORK_DIR = Path(env_str("WORK_DIR", str(VAR_DIR / "work")))
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Uploads larger than the image cap are refused before they are parsed.
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
+# A base64 image is 4/3 of its bytes; the rest of a request is small.
+MAX_API_BODY_BYTES = MAX_UPLOAD_BYTES * 4 // 3 + 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_API_BODY_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+RESULT_RETENTION_HOURS = env_int("RESULT_RETENTION_HOURS", 24, minimum=1)
+
+# --- Jobs and the worker ----------------------------------------------------
+
+# Seconds a provider job may run before it is failed as timed out (the
+# original I2V API's name and default).
+MAX_CHECK_TIME = env_int("MAX_CHECK_TIME", 420, minimum=1)
+# Seconds to wait after submitting before the first poll (the original
+# slept 300 s; a due time costs nothing, so ours starts at the poll floor).
+INITIAL_WAIT_TIME = env_int("INITIAL_WAIT_TIME", 0, minimum=0)
+# A step that has not finished in this many seconds is presumed dead.
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 300, minimum=5)
+# A job whose steps crashed this many times in a row is quarantined.
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 5, minimum=1)
+# A job handed to the queue but not started within this many seconds is
+# handed over again (a task lost with a dead Redis worker, say).
+JOB_DISPATCH_GRACE = env_int("JOB_DISPATCH_GRACE", 60, minimum=1)
+# How often the sweeper looks for due and stuck jobs.
+SWEEP_INTERVAL = env_float("SWEEP_INTERVAL", 1.0, minimum=0.05)
+DEFAULT_PROVIDER = env_str("DEFAULT_PROVIDER", "local")
+
+Q_CLUSTER = {
+    "name": "i2v",
+    "workers": env_int("Q_WORKERS", 2, minimum=1),
+    "orm": "default",
+    # retry must exceed timeout, or a slow task runs twice while alive.
+    "timeout": env_int("Q_TIMEOUT", 240, minimum=10),
+    "retry": env_int("Q_RETRY", 300, minimum=15),
+    "max_attempts": 0,
+    "ack_failures": True,
+    "catch_up": False,
+    # Job rows are the record of work done; storing every successful task
+    # cost the monitor ~28 ms per task (bench/RESULTS.md). Failures are kept.
+    "save_limit": -1,
+    "poll": 0.2,
+    "sync": env_bool("Q_SYNC", False),
+}
+if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
+    raise ImproperlyConfigured("Environment variable Q_RETRY must be larger than Q_TIMEOUT.")
+
+# --- API ---
+
+API_RATE = env_str("API_RATE", "120/minute")
+# Seconds a signed link to a video or poster keeps working.
+RESULT_LINK_SECONDS = env_int("RESULT_LINK_SECONDS", 3600, minimum=60)
+# Seconds an Idempotency-Key is remembered.
+IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
+# The provider behind the Stability-compatible /api/img2video endpoints; empty
+# means stability when STABILITY_API_KEY is set, else local.
+COMPAT_PROVIDER = env_str("COMPAT_PROVIDER", "")
+# Exact "ip:port" addresses that URL fetching may reach although they are not
+# public: for tests and local demos only.
+SAFE_FETCH_ALLOW = tuple(_read("SAFE_FETCH_ALLOW", env.list, []))
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "jobs.api.auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.auth.PerKeyThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": API_RATE},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON everywhere; the endpoints that take files declare their parsers.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "i2v API",
+    "DESCRIPTION": "Turn a still image into a short video. Authenticate with `Authorization: Bearer <API key>`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Providers --------------------------------------------------------------
+
+LOCAL_FPS = env_int("LOCAL_FPS", 12, minimum=1)
+LOCAL_FRAMES = env_int("LOCAL_FRAMES", 25, minimum=14)
+
+STABILITY_API_KEY = env_str("STABILITY_API_KEY", "")
+STABILITY_BASE_URL = env_url("STABILITY_BASE_URL", "https://api.stability.ai")
+# Stability: "errors may occur if you poll more than once every 10 seconds".
+STABILITY_POLL_INTERVAL = env_float("STABILITY_POLL_INTERVAL", 10.0, minimum=0.0)
+
+# The original I2V API's variables (Pika, Replicate, G.A.M.E callbacks).
+PIKAPI_BEARER_TOKEN = env_str("PIKAPI_BEARER_TOKEN", "")
+PIKAPI_BASE_URL = env_url("PIKAPI_BASE_URL", "https://api.pikapikapika.io/web")
+REPLICATE_API_TOKEN = env_str("REPLICATE_API_TOKEN", "")
+REPLICATE_MODEL_ID = env_str("REPLICATE_MODEL_ID", "pharmapsychotic/clip-interrogator")
+GAME_API_KEY = env_str("GAME_API_KEY", "")
+CALLBACK_API_URL = env_url("CALLBACK_API_URL", "")
+
+# Credits a new account starts with.
+STARTING_CREDITS = env_int("STARTING_CREDITS", 100, minimum=0)
+# Credits charged per successful job, by provider name; overrides the registry.
+PROVIDER_COSTS = _read("PROVIDER_COSTS", env.dict, {})
+
+# --- Logging ----------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-q2 logs as "django-q"; its per-task INFO lines cost throughput.
+    "loggers": {"django-q": {"level": "WARNING"}},
+}
