@@ -1,0 +1,152 @@
+"""The one small interface every video provider implements.
+
+A provider is driven by the job pipeline in three calls: ``submit`` once (its
+answer, the provider's job id, is stored before anything else happens),
+``poll`` as often as the provider allows until the state is final, and
+``cancel`` when the provider supports it. Every call must be safe to repeat:
+the pipeline runs at least once per step, never exactly once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal
+
+# The three framings every provider in this product accepts (Stability's list).
+SIZES: tuple[tuple[int, int], ...] = ((1024, 576), (576, 1024), (768, 768))
+
+PollStateName = Literal["queued", "running", "succeeded", "failed"]
+
+
+class ProviderError(Exception):
+    """A provider call that did not work.
+
+    ``retryable`` says whether trying the same call later may succeed (429,
+    5xx, timeouts); ``code`` is a short machine-readable reason stored on the
+    job; ``message`` is written for the person who owns the job; ``detail``
+    keeps what the provider said, for staff.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        code: str = "provider_error",
+        detail: str = "",
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.code = code
+        self.detail = detail
+        self.retry_after = retry_after
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class ParamRange:
+    minimum: float
+    maximum: float
+    default: float
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What a provider needs to start one generation.
+
+    ``image_path`` is the normalised image (already fitted to ``width`` x
+    ``height``, one of ``SIZES``). ``seed`` is never 0 here: the pipeline picks
+    the seed before submitting so the seed used is known and stored.
+    """
+
+    job_id: str
+    image_path: Path
+    width: int
+    height: int
+    seed: int
+    cfg_scale: float
+    motion_bucket_id: int
+    prompt: str = ""
+    negative_prompt: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PollState:
+    """One look at a provider job.
+
+    When ``state`` is ``succeeded`` the provider has written the MP4 to the
+    ``video_path`` the pipeline passed in (and may have written the poster).
+    """
+
+    state: PollStateName
+    progress: float | None = None  # 0..1 when the provider says
+    queue_position: int | None = None
+    message: str = ""
+    retry_after: float | None = None  # seconds the provider asked us to wait
+    finish_reason: str = ""
+    seed: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    error_detail: str = ""
+
+
+@dataclass
+class PollContext:
+    """Where a poll may write its result, and how it reports progress.
+
+    Inline providers (the local one) do their work inside ``poll`` and report
+    progress through ``report``; remote providers only download into
+    ``video_path`` once the provider says the video is ready.
+    """
+
+    video_path: Path
+    poster_path: Path
+    report: Callable[[float, str], None] = lambda fraction, message: None
+
+
+class Provider(ABC):
+    """Base class: capability flags plus the three calls."""
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    models: ClassVar[tuple[str, ...]] = ("default",)
+    supports_cancel: ClassVar[bool] = False
+    supports_webhook: ClassVar[bool] = False
+    needs_prompt: ClassVar[bool] = False
+    sizes: ClassVar[tuple[tuple[int, int], ...]] = SIZES
+    cfg_scale: ClassVar[ParamRange] = ParamRange(0.0, 10.0, 1.8)
+    motion_bucket_id: ClassVar[ParamRange] = ParamRange(1, 255, 127)
+    seed_max: ClassVar[int] = 4294967294
+    cost: ClassVar[int] = 1
+    # The least time between two polls of one job, in seconds.
+    min_poll_interval: ClassVar[float] = 0.0
+    # Whether poll() does the work itself (renders on this machine) rather than
+    # asking a remote service: such polls are long and never batched.
+    renders_inline: ClassVar[bool] = False
+
+    @classmethod
+    def is_enabled(cls) -> bool:
+        """Whether settings give this provider what it needs (keys, URLs)."""
+        return True
+
+    @abstractmethod
+    def submit(self, request: GenerationRequest) -> str:
+        """Start a generation and return the provider's job id."""
+
+    @abstractmethod
+    def poll(self, provider_job_id: str, context: PollContext) -> PollState:
+        """Look at a job once; on success write the video to ``context``."""
+
+    def cancel(self, provider_job_id: str) -> bool:
+        """Ask the provider to stop; True when it agreed."""
+        return False
