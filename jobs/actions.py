@@ -1,0 +1,97 @@
+"""What a person can do to a job: cancel, retry, refund.
+
+The pages, the admin and (later) the API call these, never the models
+directly, so the rules and the ledger are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from jobs import ledger, pipeline
+from jobs.creation import create_job
+from jobs.models import Job, LedgerEntry
+from providers.base import ProviderError
+from providers.registry import get_provider
+
+
+class ActionRefused(Exception):
+    """The action cannot be done in the job's state; ``message`` says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def cancel_job(job: Job, *, by=None) -> Job:
+    """Cancel a job that has not finished; its held credits come back.
+
+    Before the provider has it, a cancel always works. Once submitted, only
+    providers that can cancel are asked; the others are refused, because the
+    provider would go on (and charge) regardless.
+    """
+    job.refresh_from_db()
+    who = f" by {by}" if by else ""
+    release = lambda job: ledger.release(job, "Cancelled: not charged")  # noqa: E731
+    if job.is_final:
+        raise ActionRefused(f"This job is already {job.get_status_display().lower()}; there is nothing to cancel.")
+    if job.status in (Job.QUEUED, Job.PREPARING) and not job.provider_job_id:
+        if pipeline.transition(
+            job, Job.CANCELLED, f"Cancelled{who}", next_poll_at=None, status_message="Cancelled", then=release
+        ):
+            return job
+        return cancel_job(job, by=by)  # it moved on meanwhile: decide again
+    provider = get_provider(job.provider)
+    if not provider.supports_cancel or job.status == Job.FINALIZING:
+        raise ActionRefused(
+            f"This job is already with {provider.label or job.provider}, which cannot stop it; "
+            "it will finish on its own."
+        )
+    try:
+        agreed = provider.cancel(job.provider_job_id)
+    except ProviderError as exc:
+        raise ActionRefused(f"The provider did not accept the cancel: {exc.message}") from exc
+    if not agreed:
+        raise ActionRefused("The provider has already started this job and cannot stop it.")
+    pipeline.transition(
+        job,
+        Job.CANCELLED,
+        f"Cancelled{who}; the provider stopped it",
+        next_poll_at=None,
+        status_message="Cancelled",
+        then=release,
+    )
+    return job
+
+
+def retry_job(job: Job, *, by=None) -> Job:
+    """Start a new job with the same image and parameters (the old one stays)."""
+    if job.status not in (Job.FAILED, Job.CANCELLED):
+        raise ActionRefused("Only a failed or cancelled job can be retried.")
+    with transaction.atomic():
+        new = create_job(
+            owner=job.owner,
+            upload=job.upload,
+            provider=job.provider,
+            model=job.model,
+            seed=job.seed,
+            cfg_scale=job.cfg_scale,
+            motion_bucket_id=job.motion_bucket_id,
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            request_id=job.request_id,
+        )
+        pipeline.note(job, f"Retried as job {new.pk}" + (f" by {by}" if by else ""))
+    return new
+
+
+def refund_job(job: Job, *, staff, reason: str) -> LedgerEntry:
+    """Give back what a completed job cost, with the staff member's reason."""
+    try:
+        with transaction.atomic():
+            goodwill = "" if ledger.was_charged(job) else " as goodwill (the job was never charged)"
+            entry = ledger.refund(job, reason=reason, staff=staff)
+            pipeline.note(job, f"Refunded {entry.amount} credit(s){goodwill} by {staff}: {reason}")
+    except ledger.LedgerError as exc:
+        raise ActionRefused(str(exc)) from exc
+    return entry

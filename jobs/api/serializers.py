@@ -1,0 +1,288 @@
+"""Input and output shapes of the native API, one pair per operation."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from jobs.intake import FRAMINGS
+from jobs.models import ApiKey, Job, JobEvent, LedgerEntry
+from providers.registry import PROVIDERS
+
+SIGNING_SALT = "i2v.result-link"
+
+
+def signed_result_url(request, job: Job, kind: str) -> str:
+    """An unguessable link that works without credentials until it expires."""
+    token = signing.TimestampSigner(salt=SIGNING_SALT).sign(f"{job.pk}:{kind}")
+    path = reverse("api-job-file", args=[job.pk, kind])
+    url = f"{path}?token={token}"
+    return request.build_absolute_uri(url) if request is not None else url
+
+
+def check_result_token(job_id, kind: str, token: str) -> bool:
+    try:
+        value = signing.TimestampSigner(salt=SIGNING_SALT).unsign(token, max_age=settings.RESULT_LINK_SECONDS)
+    except signing.BadSignature:
+        return False
+    return value == f"{job_id}:{kind}"
+
+
+class StrictCharField(serializers.CharField):
+    """A string that must arrive as a string: 0 or true in JSON is refused,
+    not quietly turned into "0"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _range(name: str, low: float, high: float) -> dict:
+    message = f"{name} must be from {low:g} to {high:g}."
+    return {"min_value": low, "max_value": high, "error_messages": {"min_value": message, "max_value": message}}
+
+
+class JobCreateJsonInput(serializers.Serializer):
+    """A job from JSON: the image comes as ``image_url`` or ``data_uri``."""
+
+    # A plain string: the safe fetcher checks it and says precisely what is wrong.
+    image_url = StrictCharField(
+        required=False, max_length=2048, help_text="A public http(s) URL of a JPEG or PNG image."
+    )
+    data_uri = StrictCharField(
+        required=False,
+        trim_whitespace=True,
+        help_text="The image as base64, bare or as `data:image/png;base64,…`.",
+    )
+    framing = serializers.ChoiceField(
+        choices=list(FRAMINGS), required=False, help_text="Output size; default: nearest aspect."
+    )
+    provider = serializers.ChoiceField(
+        choices=list(PROVIDERS),
+        required=False,
+        help_text="See GET /api/v1/providers.",
+        error_messages={"invalid_choice": f"Unknown provider {{input}}; choose one of {', '.join(PROVIDERS)}."},
+    )
+    model = StrictCharField(required=False, max_length=128)
+    seed = serializers.IntegerField(required=False, help_text="0 = random.", **_range("seed", 0, 4294967294))
+    cfg_scale = serializers.FloatField(
+        required=False, help_text="How closely to keep the framing.", **_range("cfg_scale", 0, 10)
+    )
+    motion_bucket_id = serializers.IntegerField(
+        required=False, help_text="How much motion.", **_range("motion_bucket_id", 1, 255)
+    )
+    prompt = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    negative_prompt = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    request_id = StrictCharField(required=False, allow_blank=True, max_length=128)
+
+    def validate(self, attrs):
+        sources = [name for name in ("image", "image_url", "data_uri") if attrs.get(name)]
+        if len(sources) != 1:
+            raise serializers.ValidationError({"image": ["Send exactly one of image (file), image_url or data_uri."]})
+        return attrs
+
+
+class JobCreateInput(JobCreateJsonInput):
+    """A job from a multipart form: the image may also be a file."""
+
+    image = serializers.FileField(required=False, help_text="The image as a multipart file (JPEG or PNG, ≤ 10 MB).")
+
+
+class JobListQuery(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[c for c, _ in Job.STATUS_CHOICES], required=False)
+    provider = serializers.ChoiceField(choices=list(PROVIDERS), required=False)
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
+
+class PageQuery(serializers.Serializer):
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
+
+class ParametersOutput(serializers.Serializer):
+    seed = serializers.IntegerField()
+    cfg_scale = serializers.FloatField()
+    motion_bucket_id = serializers.IntegerField()
+    prompt = serializers.CharField()
+    negative_prompt = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+
+
+class ErrorInfoOutput(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class VideoInfoOutput(serializers.Serializer):
+    url = serializers.CharField()
+    poster_url = serializers.CharField()
+    frames = serializers.IntegerField(allow_null=True)
+    duration = serializers.FloatField(allow_null=True)
+    bytes = serializers.IntegerField(allow_null=True)
+
+
+class EventOutput(serializers.ModelSerializer):
+    class Meta:
+        model = JobEvent
+        fields = ["at", "from_status", "to_status", "message"]
+
+
+class JobOutput(serializers.ModelSerializer):
+    parameters = serializers.SerializerMethodField()
+    video = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "status",
+            "progress",
+            "queue_position",
+            "status_message",
+            "provider",
+            "model",
+            "parameters",
+            "seed_used",
+            "cost",
+            "finish_reason",
+            "video",
+            "error",
+            "request_id",
+            "created_at",
+            "submitted_at",
+            "finished_at",
+            "expires_at",
+        ]
+
+    @extend_schema_field(ParametersOutput)
+    def get_parameters(self, job: Job) -> dict:
+        return {
+            "seed": job.seed,
+            "cfg_scale": job.cfg_scale,
+            "motion_bucket_id": job.motion_bucket_id,
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt,
+            "width": job.width,
+            "height": job.height,
+        }
+
+    @extend_schema_field(VideoInfoOutput(allow_null=True))
+    def get_video(self, job: Job) -> dict | None:
+        if job.status != Job.COMPLETED or not job.video:
+            return None
+        request = self.context.get("request")
+        return {
+            "url": signed_result_url(request, job, "video"),
+            "poster_url": signed_result_url(request, job, "poster"),
+            "frames": job.video_frames,
+            "duration": job.video_duration,
+            "bytes": job.video_bytes,
+        }
+
+    @extend_schema_field(ErrorInfoOutput(allow_null=True))
+    def get_error(self, job: Job) -> dict | None:
+        if not job.error_code:
+            return None
+        return {"code": job.error_code, "message": job.error_message}
+
+
+class JobDetailOutput(JobOutput):
+    timeline = EventOutput(source="events", many=True, read_only=True)
+
+    class Meta(JobOutput.Meta):
+        fields = [*JobOutput.Meta.fields, "timeline"]
+
+
+class RangeOutput(serializers.Serializer):
+    minimum = serializers.FloatField()
+    maximum = serializers.FloatField()
+    default = serializers.FloatField()
+
+
+class ProviderParametersOutput(serializers.Serializer):
+    seed = RangeOutput()
+    cfg_scale = RangeOutput()
+    motion_bucket_id = RangeOutput()
+
+
+class ProviderCapabilitiesOutput(serializers.Serializer):
+    supports_cancel = serializers.BooleanField()
+    supports_webhook = serializers.BooleanField()
+    needs_prompt = serializers.BooleanField()
+
+
+class ProviderOutput(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    models = serializers.ListField(child=serializers.CharField())
+    default_model = serializers.CharField()
+    sizes = serializers.ListField(child=serializers.CharField())
+    parameters = ProviderParametersOutput()
+    cost = serializers.IntegerField(help_text="Credits charged per successful video.")
+    min_poll_interval = serializers.FloatField(help_text="Seconds between polls of the provider.")
+    capabilities = ProviderCapabilitiesOutput()
+
+
+class BalanceOutput(serializers.Serializer):
+    balance = serializers.IntegerField()
+
+
+class LedgerEntryOutput(serializers.ModelSerializer):
+    job = serializers.UUIDField(source="job_id", allow_null=True)
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["id", "at", "kind", "amount", "balance_after", "job", "reason"]
+
+
+class ApiKeyInput(serializers.Serializer):
+    name = StrictCharField(required=False, allow_blank=True, max_length=100)
+
+
+class ApiKeyOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+
+
+class ApiKeyCreatedOutput(ApiKeyOutput):
+    key = serializers.CharField(help_text="The full key. It is shown only in this response.")
+
+    class Meta(ApiKeyOutput.Meta):
+        fields = [*ApiKeyOutput.Meta.fields, "key"]
+
+
+def page_of(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+    """The paginated envelope the list endpoints answer with."""
+    return type(
+        name,
+        (serializers.Serializer,),
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.CharField(allow_null=True),
+            "previous": serializers.CharField(allow_null=True),
+            "results": item(many=True),
+        },
+    )
+
+
+class ErrorBodyOutput(serializers.Serializer):
+    status = serializers.IntegerField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+class ErrorOutput(serializers.Serializer):
+    error = ErrorBodyOutput()
+
+
+JobPageOutput = page_of(JobOutput, "JobPageOutput")
+LedgerPageOutput = page_of(LedgerEntryOutput, "LedgerPageOutput")

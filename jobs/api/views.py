@@ -1,0 +1,323 @@
+"""The native API, ``/api/v1/``: one view per operation; views validate, call a
+domain function, serialize."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView as DRFView
+
+from jobs import actions, ledger
+from jobs.api import serializers as s
+from jobs.api.errors import error_body
+from jobs.api.idempotency import idempotent
+from jobs.apikeys import create_api_key, revoke_api_key
+from jobs.creation import create_job, create_upload
+from jobs.models import ApiKey, Job
+from jobs.serving import serve_file
+from jobs.sources import fetch_image_url, read_data_uri
+from providers.registry import cost_of, enabled_providers
+
+ERRORS = {
+    400: OpenApiResponse(s.ErrorOutput, description="The input is invalid; `fields` says where."),
+    401: OpenApiResponse(s.ErrorOutput, description="No valid API key or session."),
+    404: OpenApiResponse(s.ErrorOutput, description="No such job for this caller."),
+    429: OpenApiResponse(s.ErrorOutput, description="Too many requests; see Retry-After."),
+}
+
+
+class APIView(DRFView):
+    """DRF's view, but a method the endpoint lacks is 405 before anything else:
+    nobody needs a key to learn that GET /cancel does not exist."""
+
+    def initial(self, request, *args, **kwargs):
+        if request.method.lower() not in self.http_method_names or not hasattr(self, request.method.lower()):
+            raise exceptions.MethodNotAllowed(request.method)
+        super().initial(request, *args, **kwargs)
+
+
+class Pages(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+def _own_job(request, job_id) -> Job:
+    # Another caller's job is 404, never 403: its existence is not told.
+    try:
+        return Job.objects.for_user(request.user).get(pk=job_id)
+    except Job.DoesNotExist:
+        raise Http404 from None
+
+
+class JobListCreate(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(
+        operation_id="jobs_list",
+        summary="List your jobs, newest first",
+        parameters=[s.JobListQuery],
+        responses={200: s.JobPageOutput, **ERRORS},
+    )
+    def get(self, request):
+        # A plain dict: DRF would read an empty query value as "not sent".
+        query = s.JobListQuery(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        jobs = Job.objects.for_user(request.user).order_by("-created_at")
+        if query.validated_data.get("status"):
+            jobs = jobs.filter(status=query.validated_data["status"])
+        if query.validated_data.get("provider"):
+            jobs = jobs.filter(provider=query.validated_data["provider"])
+        pages = Pages()
+        page = pages.paginate_queryset(jobs, request, view=self)
+        return pages.get_paginated_response(s.JobOutput(page, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        operation_id="jobs_create",
+        summary="Create a job from an upload, an image URL or base64",
+        description=(
+            "Send exactly one of `image` (multipart file), `image_url` or `data_uri`. The job's cost is held "
+            "from your credits at once and charged only when the video is ready. Send `Idempotency-Key` to "
+            "make retries safe."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Any 1–255 printable characters, unique per create you mean.",
+                pattern=r"^[\x20-\x7e]{1,255}$",
+            )
+        ],
+        request={"multipart/form-data": s.JobCreateInput, "application/json": s.JobCreateJsonInput},
+        responses={
+            201: s.JobOutput,
+            402: OpenApiResponse(
+                s.ErrorOutput, description="Not enough credits; `balance` and `cost` say by how much."
+            ),
+            409: OpenApiResponse(s.ErrorOutput, description="A request with this Idempotency-Key is in progress."),
+            413: OpenApiResponse(s.ErrorOutput, description="The body is too large."),
+            422: OpenApiResponse(s.ErrorOutput, description="Idempotency-Key reused with another body."),
+            **ERRORS,
+        },
+        examples=[
+            OpenApiExample(
+                "From a URL",
+                value={"image_url": "https://example.com/photo.jpg", "provider": "local", "motion_bucket_id": 160},
+                request_only=True,
+            )
+        ],
+    )
+    @idempotent
+    def post(self, request):
+        data = s.JobCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        if v.get("image"):
+            source, filename = v["image"], v["image"].name
+        elif v.get("image_url"):
+            source, filename = fetch_image_url(v["image_url"]), v["image_url"].rsplit("/", 1)[-1]
+        else:
+            source, filename = read_data_uri(v["data_uri"]), "data-uri"
+        upload = create_upload(owner=request.user, source=source, filename=filename, framing=v.get("framing"))
+        job = create_job(
+            owner=request.user,
+            upload=upload,
+            provider=v.get("provider"),
+            model=v.get("model"),
+            seed=v.get("seed"),
+            cfg_scale=v.get("cfg_scale"),
+            motion_bucket_id=v.get("motion_bucket_id"),
+            prompt=v.get("prompt", ""),
+            negative_prompt=v.get("negative_prompt", ""),
+            request_id=v.get("request_id", ""),
+        )
+        body = s.JobOutput(job, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": f"/api/v1/jobs/{job.pk}"})
+
+
+class JobDetail(APIView):
+    @extend_schema(
+        operation_id="jobs_retrieve", summary="A job with its timeline", responses={200: s.JobDetailOutput, **ERRORS}
+    )
+    def get(self, request, job_id):
+        job = _own_job(request, job_id)
+        return Response(s.JobDetailOutput(job, context={"request": request}).data)
+
+
+class JobCancel(APIView):
+    @extend_schema(
+        operation_id="jobs_cancel",
+        summary="Cancel a job that has not finished",
+        request=None,
+        responses={
+            200: s.JobOutput,
+            409: OpenApiResponse(s.ErrorOutput, description="Finished, or the provider cannot stop it any more."),
+            **ERRORS,
+        },
+    )
+    def post(self, request, job_id):
+        job = actions.cancel_job(_own_job(request, job_id), by=request.user)
+        return Response(s.JobOutput(job, context={"request": request}).data)
+
+
+class JobRetry(APIView):
+    @extend_schema(
+        operation_id="jobs_retry",
+        summary="Retry a failed or cancelled job as a new job",
+        request=None,
+        responses={
+            201: s.JobOutput,
+            402: OpenApiResponse(s.ErrorOutput, description="Not enough credits."),
+            409: OpenApiResponse(s.ErrorOutput, description="Only failed or cancelled jobs can be retried."),
+            **ERRORS,
+        },
+    )
+    def post(self, request, job_id):
+        new = actions.retry_job(_own_job(request, job_id), by=request.user)
+        return Response(s.JobOutput(new, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class JobFile(APIView):
+    """The video or poster: to its owner, or to anyone with a valid signed link."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="jobs_file",
+        summary="Download a job's video or poster (supports Range)",
+        parameters=[
+            OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=["video", "poster"]),
+            OpenApiParameter("token", str, description="From the job's signed video/poster URL."),
+        ],
+        responses={
+            (200, "video/mp4"): OpenApiTypes.BINARY,
+            (206, "video/mp4"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(s.ErrorOutput),
+        },
+    )
+    def get(self, request, job_id, kind):
+        if kind not in ("video", "poster"):
+            raise Http404
+        token = request.query_params.get("token", "")
+        if token and s.check_result_token(job_id, kind, token):
+            job = Job.objects.filter(pk=job_id).first()
+        elif request.user.is_authenticated:
+            job = Job.objects.for_user(request.user).filter(pk=job_id).first()
+        else:
+            job = None
+        field = getattr(job, kind, None) if job is not None and job.status == Job.COMPLETED else None
+        if not field:
+            raise Http404
+        content_type = "video/mp4" if kind == "video" else "image/jpeg"
+        response: HttpResponse = serve_file(request, field.name, content_type)
+        return response
+
+
+class ProviderList(APIView):
+    @extend_schema(
+        operation_id="providers_list",
+        summary="Enabled providers, their parameters and costs",
+        responses={200: s.ProviderOutput(many=True), **ERRORS},
+    )
+    def get(self, request):
+        rows = []
+        for cls in enabled_providers():
+            provider = cls()
+            rows.append(
+                {
+                    "name": cls.name,
+                    "label": cls.label,
+                    "models": list(cls.models),
+                    "default_model": cls.models[0],
+                    "sizes": [f"{w}x{h}" for w, h in cls.sizes],
+                    "parameters": {
+                        "seed": {"minimum": 0, "maximum": cls.seed_max, "default": 0},
+                        "cfg_scale": vars_of(cls.cfg_scale),
+                        "motion_bucket_id": vars_of(cls.motion_bucket_id),
+                    },
+                    "cost": cost_of(cls.name),
+                    "min_poll_interval": float(provider.min_poll_interval),
+                    "capabilities": {
+                        "supports_cancel": cls.supports_cancel,
+                        "supports_webhook": cls.supports_webhook,
+                        "needs_prompt": cls.needs_prompt,
+                    },
+                }
+            )
+        return Response(s.ProviderOutput(rows, many=True).data)
+
+
+def vars_of(param) -> dict:
+    return {"minimum": param.minimum, "maximum": param.maximum, "default": param.default}
+
+
+class CreditBalance(APIView):
+    @extend_schema(
+        operation_id="credits_balance", summary="Your credit balance", responses={200: s.BalanceOutput, **ERRORS}
+    )
+    def get(self, request):
+        return Response({"balance": ledger.balance_of(request.user)})
+
+
+class CreditLedger(APIView):
+    @extend_schema(
+        operation_id="credits_ledger",
+        summary="Your ledger, newest first",
+        parameters=[s.PageQuery],
+        responses={200: s.LedgerPageOutput, **ERRORS},
+    )
+    def get(self, request):
+        s.PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
+        pages = Pages()
+        page = pages.paginate_queryset(request.user.ledger.order_by("-at", "-id"), request, view=self)
+        return pages.get_paginated_response(s.LedgerEntryOutput(page, many=True).data)
+
+
+class ApiKeyListCreate(APIView):
+    @extend_schema(
+        operation_id="keys_list",
+        summary="Your API keys (prefixes only)",
+        responses={200: s.ApiKeyOutput(many=True), **ERRORS},
+    )
+    def get(self, request):
+        return Response(s.ApiKeyOutput(request.user.api_keys.all(), many=True).data)
+
+    @extend_schema(
+        operation_id="keys_create",
+        summary="Create an API key; the key is shown only in this answer",
+        request=s.ApiKeyInput,
+        responses={201: s.ApiKeyCreatedOutput, **ERRORS},
+    )
+    def post(self, request):
+        data = s.ApiKeyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, full = create_api_key(user=request.user, name=data.validated_data.get("name", ""))
+        body = {**s.ApiKeyOutput(key).data, "key": full}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyRevoke(APIView):
+    @extend_schema(
+        operation_id="keys_revoke", summary="Revoke an API key", request=None, responses={204: None, **ERRORS}
+    )
+    def delete(self, request, prefix):
+        key = ApiKey.objects.filter(user=request.user, prefix=prefix).first()
+        if key is None:
+            raise Http404
+        revoke_api_key(key)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@csrf_exempt
+def not_found(request, *args, **kwargs) -> JsonResponse:
+    return JsonResponse(
+        error_body(404, "not_found", f"There is no API endpoint at {request.path}; see /api/schema/."), status=404
+    )

@@ -1,0 +1,49 @@
+"""API keys: made once, stored as a hash, told apart by their prefix."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from django.utils import timezone
+
+from jobs.models import ApiKey
+
+KEY_PREFIX = "i2v_"
+# Writing last_used_at on every request would make each API call a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_api_key(*, user, name: str = "") -> tuple[ApiKey, str]:
+    """Return the stored key and the full key, which is never shown again."""
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    full = f"{KEY_PREFIX}{prefix}_{secret}"
+    key = ApiKey.objects.create(user=user, name=name[:100], prefix=prefix, key_hash=_hash(full))
+    return key, full
+
+
+def authenticate_key(raw: str) -> ApiKey | None:
+    """The active key matching ``raw``, or None; constant-time comparison."""
+    if not raw.startswith(KEY_PREFIX) or raw.count("_") < 2:
+        return None
+    prefix = raw[len(KEY_PREFIX) :].split("_", 1)[0]
+    key = ApiKey.objects.active().select_related("user").filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.key_hash, _hash(raw)) or not key.user.is_active:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+def revoke_api_key(key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    key.refresh_from_db()

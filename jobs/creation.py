@@ -1,0 +1,175 @@
+"""Creating uploads and jobs: every check a person could fail, with a message."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from jobs import ledger
+from jobs.intake import ImageRejected, NormalizedImage, normalize_image
+from jobs.models import Job, JobEvent, Upload
+from jobs.tasks import enqueue_advance
+from providers.registry import UnknownProvider, cost_of, provider_class
+
+
+class JobInputError(ValueError):
+    """Input a person must correct; ``field`` names the form field."""
+
+    def __init__(self, field: str, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.code = code
+
+
+def create_upload(*, owner, source: bytes | BinaryIO, filename: str = "", framing: str | None = None) -> Upload:
+    """Check and normalise an image, and store both versions."""
+    try:
+        image: NormalizedImage = normalize_image(source, framing=framing)
+    except ImageRejected as exc:
+        field = "framing" if exc.code == "bad_framing" else "image"
+        raise JobInputError(field, exc.message, exc.code) from exc
+    if hasattr(source, "seek"):
+        source.seek(0)
+        original = source.read(image.size_bytes)
+    else:
+        original = bytes(source)
+    ext = "jpg" if image.format == "JPEG" else "png"
+    upload = Upload(
+        owner=owner,
+        original_name=(filename or "")[:255],
+        format=image.format,
+        size_bytes=image.size_bytes,
+        sha256=image.sha256,
+        source_width=image.source_width,
+        source_height=image.source_height,
+        width=image.width,
+        height=image.height,
+    )
+    upload.original.save(f"{image.sha256[:16]}.{ext}", ContentFile(original), save=False)
+    upload.normalized.save(
+        f"{image.sha256[:16]}-{image.width}x{image.height}.png", ContentFile(image.png_bytes), save=False
+    )
+    upload.save()
+    return upload
+
+
+def _bound(value: float) -> str:
+    # Whole bounds in full: ":g" would print the seed's 4294967294 as 4.29497e+09.
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def parse_number(field: str, value, low: float, high: float, *, integer: bool, label: str | None = None):
+    """A number from a form or query string, checked against its range, with
+    a message that names the field and the range."""
+    label = label or field.replace("_", " ")
+    kind = "a whole number" if integer else "a number"
+    span = f"from {_bound(low)} to {_bound(high)}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise JobInputError(field, f"{label} must be {kind} {span}; got {value!r}.") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise JobInputError(field, f"{label} must be {span}; got {value}.", "out_of_range")
+    if integer:
+        if number != int(number):
+            raise JobInputError(field, f"{label} must be {kind} {span}; got {value}.")
+        return int(number)
+    return number
+
+
+def validate_parameters(
+    *, provider: str, seed=None, cfg_scale=None, motion_bucket_id=None, model: str | None = None
+) -> dict:
+    """Check parameters against the provider's ranges, filling defaults."""
+    try:
+        cls = provider_class(provider)
+    except UnknownProvider as exc:
+        raise JobInputError("provider", str(exc), "unknown_provider") from None
+    if not cls.is_enabled():
+        raise JobInputError("provider", f"The {cls.label or provider} provider is not configured here.", "disabled")
+    if model in (None, ""):
+        model = cls.models[0]
+    elif model not in cls.models:
+        raise JobInputError("model", f"Unknown model {model!r} for {provider}; choose one of {', '.join(cls.models)}.")
+    return {
+        "provider": provider,
+        "model": model,
+        "seed": parse_number("seed", 0 if seed in (None, "") else seed, 0, cls.seed_max, integer=True),
+        "cfg_scale": parse_number(
+            "cfg_scale",
+            cls.cfg_scale.default if cfg_scale in (None, "") else cfg_scale,
+            cls.cfg_scale.minimum,
+            cls.cfg_scale.maximum,
+            integer=False,
+        ),
+        "motion_bucket_id": parse_number(
+            "motion_bucket_id",
+            cls.motion_bucket_id.default if motion_bucket_id in (None, "") else motion_bucket_id,
+            cls.motion_bucket_id.minimum,
+            cls.motion_bucket_id.maximum,
+            integer=True,
+        ),
+    }
+
+
+def create_job(
+    *,
+    owner,
+    upload: Upload,
+    provider: str | None = None,
+    model: str | None = None,
+    seed=None,
+    cfg_scale=None,
+    motion_bucket_id=None,
+    prompt: str = "",
+    negative_prompt: str = "",
+    request_id: str = "",
+    enqueue: bool = True,
+) -> Job:
+    """Create a queued job for an upload, hold its cost, and hand it to the
+    worker on commit. Raises ``JobInputError`` for bad parameters and
+    ``ledger.InsufficientCredits`` when the owner cannot pay; either way
+    nothing is created or spent.
+
+    ``enqueue=False`` leaves driving the job to the caller (the terminal
+    command runs the pipeline in its own process).
+    """
+    params = validate_parameters(
+        provider=provider or settings.DEFAULT_PROVIDER,
+        model=model,
+        seed=seed,
+        cfg_scale=cfg_scale,
+        motion_bucket_id=motion_bucket_id,
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.create(
+            owner=owner,
+            upload=upload,
+            width=upload.width,
+            height=upload.height,
+            prompt=prompt or "",
+            negative_prompt=negative_prompt or "",
+            request_id=request_id or "",
+            status=Job.QUEUED,
+            status_message="Waiting for a worker",
+            created_at=now,
+            # If the queue loses the task, the sweeper hands it over again.
+            next_poll_at=now + timedelta(seconds=settings.JOB_DISPATCH_GRACE),
+            cost=cost_of(params["provider"]),
+            **params,
+        )
+        ledger.hold(job, job.cost)
+        JobEvent.objects.create(
+            job=job, at=now, from_status="", to_status=Job.QUEUED, message=f"Job created; {job.cost} credit(s) held"
+        )
+        if enqueue:
+            enqueue_advance(job.pk)
+    return job

@@ -1,0 +1,178 @@
+"""The dashboard's job forms. They parse and label input; the rules stay in
+``jobs.creation`` (``validate_parameters``), which the create form calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django import forms
+from django.conf import settings
+
+from jobs.creation import JobInputError, validate_parameters
+from jobs.intake import FRAMINGS
+from jobs.models import Job
+from providers.base import Provider
+from providers.registry import PROVIDERS, cost_of, provider_class
+
+SEED_MAX = 4294967294
+FRAMING_LABELS = {"landscape": "Landscape", "portrait": "Portrait", "square": "Square"}
+
+
+@dataclass(frozen=True)
+class ProviderOption:
+    """What the create page tells about one provider."""
+
+    name: str
+    label: str
+    cost: int
+    available: bool
+    models: tuple[str, ...]
+    needs_prompt: bool
+
+    @property
+    def cost_label(self) -> str:
+        return f"{self.cost} credit{'s' if self.cost != 1 else ''}"
+
+    def as_json(self) -> dict:
+        return {
+            "name": self.name,
+            "cost": self.cost,
+            "available": self.available,
+            "models": list(self.models),
+            "needs_prompt": self.needs_prompt,
+        }
+
+
+def provider_options() -> list[ProviderOption]:
+    """Every provider this build knows, available or not (the page says which)."""
+    options = []
+    for name in PROVIDERS:
+        cls: type[Provider] = provider_class(name)
+        options.append(
+            ProviderOption(
+                name=name,
+                label=cls.label or name,
+                cost=cost_of(name),
+                available=cls.is_enabled(),
+                models=tuple(cls.models),
+                needs_prompt=cls.needs_prompt,
+            )
+        )
+    return options
+
+
+def provider_labels() -> dict[str, str]:
+    return {name: provider_class(name).label or name for name in PROVIDERS}
+
+
+def default_provider() -> str:
+    available = [o.name for o in provider_options() if o.available]
+    if settings.DEFAULT_PROVIDER in available:
+        return settings.DEFAULT_PROVIDER
+    return available[0] if available else settings.DEFAULT_PROVIDER
+
+
+class CreateJobForm(forms.Form):
+    image = forms.FileField(
+        label="Photo",
+        help_text=f"JPEG or PNG, {settings.MAX_UPLOAD_BYTES / (1024 * 1024):g} MB at most.",
+        error_messages={"required": "Choose a photo (JPEG or PNG) to animate."},
+    )
+    framing = forms.ChoiceField(
+        choices=[("auto", "Automatic")] + [(name, FRAMING_LABELS[name]) for name in FRAMINGS],
+        initial="auto",
+        required=False,
+    )
+    provider = forms.ChoiceField(choices=[(name, name) for name in PROVIDERS])
+    model = forms.CharField(required=False, max_length=128)
+    motion_bucket_id = forms.IntegerField(
+        label="Motion",
+        min_value=1,
+        max_value=255,
+        initial=127,
+        help_text="How far the camera moves: 1 is almost still, 255 is a big, sweeping move.",
+    )
+    cfg_scale = forms.FloatField(
+        label="Fidelity (cfg_scale)",
+        min_value=0,
+        max_value=10,
+        initial=1.8,
+        help_text="How closely the video keeps to your photo: low lets it drift, high keeps it faithful "
+        "(about 2 suits most photos).",
+    )
+    seed_mode = forms.ChoiceField(choices=[("random", "Random"), ("fixed", "Fixed")], required=False)
+    seed = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=SEED_MAX,
+        help_text="The same photo, settings and seed make the same video again.",
+    )
+    prompt = forms.CharField(
+        required=False, max_length=2000, help_text="What should happen in the video. Leave blank to have one written."
+    )
+    negative_prompt = forms.CharField(
+        required=False, max_length=2000, help_text="What to avoid. Leave blank to have one written."
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].initial = default_provider()
+
+    @property
+    def seed_mode_value(self) -> str:
+        """The seed choice to show: as sent, else "fixed" when a seed was given."""
+        mode = self["seed_mode"].value()
+        if mode in ("random", "fixed"):
+            return mode
+        return "fixed" if str(self["seed"].value() or "0").strip() not in ("", "0") else "random"
+
+    def clean_framing(self) -> str:
+        return self.cleaned_data.get("framing") or "auto"
+
+    def clean(self):
+        data = super().clean()
+        mode = data.get("seed_mode") or ("fixed" if data.get("seed") else "random")
+        data["seed_mode"] = mode
+        if mode == "random":
+            data["seed"] = 0
+        elif not data.get("seed") and "seed" not in self.errors:
+            self.add_error("seed", f"Enter a seed from 1 to {SEED_MAX}, or choose Random.")
+        params = ("provider", "model", "seed", "cfg_scale", "motion_bucket_id")
+        if any(name in self.errors for name in params):
+            return data
+        try:
+            data.update(
+                validate_parameters(
+                    provider=data.get("provider"),
+                    model=data.get("model"),
+                    seed=data.get("seed"),
+                    cfg_scale=data.get("cfg_scale"),
+                    motion_bucket_id=data.get("motion_bucket_id"),
+                )
+            )
+        except JobInputError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        return data
+
+
+class HistoryFilterForm(forms.Form):
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Job.STATUS_CHOICES])
+    provider = forms.ChoiceField(required=False, choices=())
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = [("", "Any provider"), *provider_labels().items()]
+
+    def filter(self, jobs):
+        """``jobs`` narrowed by the valid filters (invalid ones are ignored)."""
+        if not self.is_valid():
+            return jobs
+        if self.cleaned_data["status"]:
+            jobs = jobs.filter(status=self.cleaned_data["status"])
+        if self.cleaned_data["provider"]:
+            jobs = jobs.filter(provider=self.cleaned_data["provider"])
+        return jobs
+
+    @property
+    def active(self) -> bool:
+        return self.is_valid() and any(self.cleaned_data.values())

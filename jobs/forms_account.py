@@ -1,0 +1,27 @@
+"""Forms for the account pages: sign-up and API key names."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+
+
+class SignUpForm(UserCreationForm):
+    email = forms.EmailField(help_text="Where we can reach you about your account.")
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username", "email")
+
+
+class ApiKeyNameForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        help_text="Something to tell it apart later, such as the tool that will use it.",
+        error_messages={"required": "Give the key a name, such as the tool that will use it."},
+    )
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the key a name, such as the tool that will use it.")
+        return name

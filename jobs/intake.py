@@ -1,0 +1,581 @@
+"""Image intake: turn an uploaded still into one clean, fixed-size frame, or refuse it.
+
+Everything downstream (providers, the local animator, thumbnails) gets the same thing: an RGB
+PNG of exactly one of the supported sizes, with no metadata. So the rules from the design
+("Inputs and limits") live here and nowhere else:
+
+- JPEG or PNG *by content*. The filename and the client's Content-Type are ignored, because
+  both are chosen by whoever uploads.
+- At most ``MAX_UPLOAD_BYTES`` (10 MiB by default). Streams are read only up to the cap plus
+  one byte, so an oversized upload costs the cap, not its own size.
+- Pixel dimensions are checked from the header before anything is decoded, because a PNG of a
+  few kilobytes can claim gigapixels (a decompression bomb).
+- Damaged files are refused instead of being silently padded with grey.
+- EXIF orientation is applied (phones store portraits sideways), colours are brought to sRGB
+  when the file carries an ICC profile, transparency is flattened onto white, and all
+  metadata (EXIF with GPS position, XMP, comments, profiles) is dropped.
+- The frame is fitted by *cover*: scaled until it fills the target, then centre-cropped. The
+  alternative, letterboxing, would put bars into every generated video; cropping loses only
+  the edges, which camera moves on a still tend to push out of frame anyway.
+
+Refusals are ``ImageRejected`` with a short machine ``code`` and a ``message`` written for the
+person who uploaded the file. The codes are: ``empty``, ``too_large``, ``not_an_image``,
+``unsupported_format``, ``too_many_pixels``, ``truncated``, ``corrupt``, ``bad_framing``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+import struct
+import warnings
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from PIL import Image, ImageFile
+
+try:
+    from PIL import ImageCms
+except ImportError:  # Pillow built without littlecms: colours are then taken as sRGB.
+    ImageCms = None
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+
+# A 40 MP RGBA frame is 160 MB decoded; with the copies made while converting that is about
+# what one worker should spend on an upload. Ordinary phone photos (12-24 MP) pass; the
+# full-resolution 48/50 MP modes of some phones do not.
+MAX_PIXELS = 40_000_000
+# Caps the long side separately so a 12000x3 sliver cannot sneak under the pixel count and
+# then be scaled up ~1000x to cover the frame.
+MAX_SIDE = 12_000
+
+FRAMINGS: dict[str, tuple[int, int]] = {
+    "landscape": (1024, 576),
+    "portrait": (576, 1024),
+    "square": (768, 768),
+}
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Pillow names a multi-picture JPEG (some cameras, iPhone portrait shots) "MPO"; its first
+# picture is an ordinary JPEG, which is what we read.
+_PILLOW_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG"}
+
+# The same table ImageOps.exif_transpose uses.
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION = 0x0112
+
+_READ_CHUNK = 1024 * 1024
+
+
+class ImageRejected(Exception):
+    """An upload we will not use, with a reason the uploader can act on.
+
+    ``code`` is stable and meant for programs (API error bodies, metrics); ``message`` is a
+    sentence meant for people and may be reworded.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"ImageRejected(code={self.code!r}, message={self.message!r})"
+
+
+@dataclass(frozen=True)
+class NormalizedImage:
+    """The accepted upload: facts about the original plus the frame the pipeline will use.
+
+    ``sha256`` and ``size_bytes`` describe the bytes as uploaded (for de-duplication and
+    support); ``source_width``/``source_height`` are the picture as a person sees it, i.e.
+    after EXIF rotation; ``width``/``height`` are the frame's size, one of ``FRAMINGS``.
+    """
+
+    format: str
+    sha256: str
+    size_bytes: int
+    source_width: int
+    source_height: int
+    width: int
+    height: int
+    png_bytes: bytes = field(repr=False)
+
+    @property
+    def framing(self) -> str:
+        """The name of the framing the frame was fitted to, e.g. ``"landscape"``."""
+        for name, size in FRAMINGS.items():
+            if size == (self.width, self.height):
+                return name
+        return f"{self.width}x{self.height}"
+
+
+def parse_framing(value: str) -> tuple[int, int]:
+    """Map a framing as users and API clients write it to a target size.
+
+    Accepts the names in ``FRAMINGS`` and the sizes spelt out ("1024x576", also with "X" or
+    a multiplication sign), so forms can send either. Public so callers can refuse a bad
+    framing before they read the upload.
+    """
+    text = value.strip().lower()
+    if text in FRAMINGS:
+        return FRAMINGS[text]
+    match = re.fullmatch(r"(\d+)\s*[x\u00d7*]\s*(\d+)", text)
+    if match:
+        size = (int(match[1]), int(match[2]))
+        if size in FRAMINGS.values():
+            return size
+    allowed = ", ".join(f"{name} ({w}x{h})" for name, (w, h) in FRAMINGS.items())
+    raise ImageRejected("bad_framing", f"Unknown framing {value!r}. Choose one of: {allowed}.")
+
+
+def nearest_framing(width: int, height: int) -> tuple[int, int]:
+    """The supported size whose shape is closest to ``width`` x ``height``.
+
+    Compared on log aspect ratio so that "twice as wide" and "twice as tall" count as equally
+    far from square. 4:3 and 3:4, the commonest photo shapes, sit exactly halfway between
+    square and 16:9; ties go to the wide or tall framing, which keeps the picture's
+    orientation and is the usual shape of a video.
+    """
+    aspect = math.log(width / height)
+
+    def distance(size: tuple[int, int]) -> tuple[float, bool]:
+        return round(abs(math.log(size[0] / size[1]) - aspect), 9), size[0] == size[1]
+
+    return min(FRAMINGS.values(), key=distance)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Name the format ``head`` (the first bytes of a file) announces: "JPEG", "PNG" or None.
+
+    The cheap first gate, before Pillow parses anything; Pillow is then restricted to the
+    same format, so the magic bytes and Pillow's reading must agree.
+    """
+    if head.startswith(_JPEG_MAGIC):
+        return "JPEG"
+    if head.startswith(_PNG_MAGIC):
+        return "PNG"
+    return None
+
+
+def normalize_image(
+    source: bytes | BinaryIO,
+    *,
+    framing: str | None = None,
+    max_bytes: int | None = None,
+) -> NormalizedImage:
+    """Validate an upload and produce the frame every provider receives.
+
+    ``source`` is the uploaded bytes or a binary stream (read from its current position, at
+    most ``max_bytes`` + 1 bytes). ``framing`` is a name or size from ``FRAMINGS``; without it
+    the framing nearest the picture's own shape is used. ``max_bytes`` defaults to the
+    ``MAX_UPLOAD_BYTES`` setting.
+
+    Raises ``ImageRejected`` for anything wrong with the upload; no other exception should
+    escape for any input bytes.
+    """
+    target = parse_framing(framing) if framing is not None else None
+    limit = _resolve_max_bytes(max_bytes)
+    data = _read_capped(source, limit)
+    if not data:
+        raise ImageRejected("empty", "The file is empty (0 bytes). Choose a JPEG or PNG image and upload it again.")
+
+    fmt = sniff_format(data[:16])
+    if fmt is None:
+        raise _describe_refusal(data)
+
+    frame, source_size, target = _decode_and_fit(data, fmt, target)
+    return NormalizedImage(
+        format=fmt,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        source_width=source_size[0],
+        source_height=source_size[1],
+        width=target[0],
+        height=target[1],
+        png_bytes=frame,
+    )
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _resolve_max_bytes(max_bytes: int | None) -> int:
+    if max_bytes is None:
+        # Read lazily so this module imports (and works) without Django configured.
+        from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
+
+        try:
+            max_bytes = int(getattr(settings, "MAX_UPLOAD_BYTES", DEFAULT_MAX_BYTES))
+        except ImproperlyConfigured:
+            max_bytes = DEFAULT_MAX_BYTES
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+    return max_bytes
+
+
+def _read_capped(source: bytes | BinaryIO, limit: int) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        if len(data) > limit:
+            raise _too_large(limit, len(data))
+        return data
+
+    declared = _declared_size(source)
+    if declared is not None and declared > limit:
+        # Django's UploadedFile knows its size: refuse without reading a byte.
+        raise _too_large(limit, declared)
+
+    buf = bytearray()
+    while len(buf) <= limit:
+        chunk = source.read(min(_READ_CHUNK, limit + 1 - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    if len(buf) > limit:
+        raise _too_large(limit, _stream_total_size(source))
+    return bytes(buf)
+
+
+def _declared_size(source: BinaryIO) -> int | None:
+    size = getattr(source, "size", None)
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def _stream_total_size(source: BinaryIO) -> int | None:
+    """The whole upload's size for the error message, if the stream can tell without reading."""
+    declared = _declared_size(source)
+    if declared is not None:
+        return declared
+    try:
+        if source.seekable():
+            here = source.tell()
+            end = source.seek(0, io.SEEK_END)
+            source.seek(here)
+            return end
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
+def _too_large(limit: int, actual: int | None) -> ImageRejected:
+    cap = _human_size(limit, exact=True)
+    if actual is None:
+        return ImageRejected("too_large", f"The file is larger than {cap}; images must be {cap} or smaller.")
+    return ImageRejected("too_large", f"The file is {_human_size(actual)}; images must be {cap} or smaller.")
+
+
+def _human_size(n: int, *, exact: bool = False) -> str:
+    # Binary units under decimal names: "10 MB" is how people say 10 MiB.
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if n >= factor:
+            value = n / factor
+            if exact and value == int(value):
+                return f"{int(value)} {unit}"
+            return f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+# --- recognising what was uploaded instead ------------------------------------------------
+
+# (prefix test, what to call it). Raster formats people might reasonably export, which can be
+# converted: refused as unsupported, with a hint to re-save.
+_OTHER_IMAGE_FORMATS: list[tuple[re.Pattern[bytes], str]] = [
+    (re.compile(rb"GIF8[79]a"), "a GIF"),
+    (re.compile(rb"RIFF....WEBP", re.DOTALL), "a WebP image"),
+    (re.compile(rb"BM"), "a BMP image"),
+    (re.compile(rb"II\*\x00|MM\x00\*"), "a TIFF image"),
+    (re.compile(rb"....ftyp(heic|heix|heim|heis|hevc|hevx|mif1|msf1)", re.DOTALL), "a HEIC/HEIF photo"),
+    (re.compile(rb"....ftypavi[fs]", re.DOTALL), "an AVIF image"),
+    (re.compile(rb"\x00\x00\x00\x0cjP  \r\n\x87\n|\xff\x4f\xff\x51"), "a JPEG 2000 image"),
+    (re.compile(rb"\xff\x0a|\x00\x00\x00\x0cJXL \r\n\x87\n"), "a JPEG XL image"),
+    (re.compile(rb"8BPS"), "a Photoshop (PSD) file"),
+    (re.compile(rb"\x00\x00\x01\x00"), "an icon (ICO) file"),
+]
+
+
+def _describe_refusal(data: bytes) -> ImageRejected:
+    head = data[:64]
+    for pattern, name in _OTHER_IMAGE_FORMATS:
+        if pattern.match(head):
+            return ImageRejected(
+                "unsupported_format",
+                f"This file is {name}; only JPEG and PNG images are supported. "
+                "Save or export it as JPEG or PNG and upload that.",
+            )
+    text = _as_text(data[:2048])
+    if text is not None:
+        lowered = text.lstrip().lower()
+        if lowered.startswith(("<!doctype html", "<html", "<head", "<body")):
+            kind = "a web page (HTML)"
+        elif "<svg" in lowered:
+            return ImageRejected(
+                "unsupported_format",
+                "This file is an SVG drawing; only JPEG and PNG images are supported. "
+                "Export it as PNG and upload that.",
+            )
+        elif "<html" in lowered:
+            kind = "a web page (HTML)"
+        elif lowered.startswith("data:image/"):
+            kind = "a data: link written out as text"
+        elif lowered.startswith("%pdf"):
+            kind = "a PDF document"
+        else:
+            kind = "text"
+        return ImageRejected(
+            "not_an_image",
+            f"This file is not a JPEG or PNG image (it looks like {kind}). Upload a JPEG or PNG.",
+        )
+    if data.startswith(b"%PDF"):
+        kind = "a PDF document"
+    elif data[4:8] == b"ftyp":
+        kind = "a video"
+    elif data.startswith((b"PK\x03\x04", b"\x1f\x8b", b"7z\xbc\xaf", b"Rar!")):
+        kind = "a compressed archive"
+    else:
+        kind = None
+    hint = f" (it looks like {kind})" if kind else ""
+    return ImageRejected("not_an_image", f"This file is not a JPEG or PNG image{hint}. Upload a JPEG or PNG.")
+
+
+def _as_text(head: bytes) -> str | None:
+    for bom, encoding in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if head.startswith(bom):
+            head, codec = head[len(bom) :], encoding
+            break
+    else:
+        codec = "utf-8"
+    if codec == "utf-8" and b"\x00" in head:
+        return None
+    # The sample may end mid-character.
+    text = head.decode(codec, errors="ignore")
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return text if text and printable >= 0.95 * len(text) else None
+
+
+# --- decoding -----------------------------------------------------------------------------
+
+
+def _decode_and_fit(
+    data: bytes, fmt: str, target: tuple[int, int] | None
+) -> tuple[bytes, tuple[int, int], tuple[int, int]]:
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # A global someone switched on would make Pillow pad cut-off uploads with grey and
+        # we would accept them; better to fail loudly than to quietly change the rules.
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on; image intake refuses to run with it")
+
+    # Pillow reports a too-large image first as a warning; here it is a refusal like any other.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=[name for name, f in _PILLOW_FORMATS.items() if f == fmt])
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _too_many_pixels(None) from exc
+        except Exception as exc:  # Pillow raises many types for malformed headers.
+            raise _damaged(exc) from exc
+
+        with img:
+            if _PILLOW_FORMATS.get(img.format or "") != fmt:
+                raise ImageRejected("corrupt", _DAMAGED_MESSAGE)
+            # Image.open read only the header: check the size before decoding anything.
+            stored_w, stored_h = img.size
+            if stored_w < 1 or stored_h < 1:
+                raise ImageRejected("corrupt", _DAMAGED_MESSAGE)
+            if stored_w * stored_h > MAX_PIXELS or max(stored_w, stored_h) > MAX_SIDE:
+                raise _too_many_pixels((stored_w, stored_h))
+
+            # JPEG carries EXIF in its header; PNG may put it after the pixels, so it is read
+            # after decoding.
+            orientation = _orientation(img) if fmt == "JPEG" else 1
+            try:
+                if fmt == "JPEG":
+                    _draft_for_target(img, orientation, target)
+                img.load()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise _too_many_pixels((stored_w, stored_h)) from exc
+            except MemoryError:
+                # Within the pixel caps this is the server running short, not a bad file.
+                raise
+            except Exception as exc:
+                # Decoders report broken input as OSError, SyntaxError, ValueError, EOFError,
+                # struct.error, zlib.error and more; for hostile bytes all of them mean
+                # "this file is damaged", never a server error. Only the decode is guarded:
+                # past this point the pixels are in memory and a failure would be our bug.
+                raise _damaged(exc) from exc
+            if fmt == "PNG":
+                orientation = _orientation(img)
+
+            # EXIF orientations 5-8 turn the picture a quarter, swapping its sides.
+            source_size = (stored_h, stored_w) if orientation in (5, 6, 7, 8) else (stored_w, stored_h)
+            if target is None:
+                target = nearest_framing(*source_size)
+            transpose = _ORIENTATION_TRANSPOSE.get(orientation)
+            picture = img.transpose(transpose) if transpose is not None else img
+            frame = _fit(_resamplable(picture), target)
+            frame = _to_rgb(_onto_white(frame), img.info.get("icc_profile"))
+
+    return _encode_clean_png(frame), source_size, target
+
+
+def _orientation(img: Image.Image) -> int:
+    # A malformed EXIF block should not cost the user their upload: treat it as upright
+    # (and do not let Pillow's complaints about it fill the logs).
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:
+        return 1
+    return value if isinstance(value, int) and value in range(1, 9) else 1
+
+
+def _draft_for_target(img: Image.Image, orientation: int, target: tuple[int, int] | None) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the frame needs far fewer pixels.
+
+    A 40 MP photo fitted to 1024x576 then decodes in a fraction of the time and memory. The
+    draft is never smaller than the cover size, so the final resize still only shrinks.
+    """
+    w, h = img.size
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    tw, th = target if target is not None else nearest_framing(w, h)
+    scale = max(tw / w, th / h)
+    if scale >= 0.5:
+        return
+    need = (math.ceil(w * scale), math.ceil(h * scale))
+    if orientation in (5, 6, 7, 8):
+        need = (need[1], need[0])
+    img.draft(img.mode, need)
+
+
+def _resamplable(img: Image.Image) -> Image.Image:
+    """Bring any PNG/JPEG mode to one that resizes correctly: 8-bit L, LA, RGB, RGBA or CMYK.
+
+    Transparency stays an alpha channel until after the resize (Pillow resamples RGBA/LA
+    with premultiplied alpha, so edges do not darken), which also keeps the full-size
+    picture from being copied once more. L and CMYK are not yet made RGB so an embedded ICC
+    profile, which describes those channels, can still be applied.
+    """
+    mode = img.mode
+    transparency = img.info.get("transparency")
+    if mode.startswith("I"):
+        # 16-bit greyscale: Pillow's own conversion clips at 255 (almost all white), so scale.
+        wide = img.convert("I")
+        grey = wide.point(lambda v: v * (1 / 257) + 0.5).convert("L")
+        if not isinstance(transparency, int):
+            return grey
+        import numpy as np  # only for this rare case: 16-bit grey with one transparent value
+
+        alpha = Image.fromarray(np.where(np.asarray(wide) == transparency, 0, 255).astype(np.uint8))
+        grey.putalpha(alpha)
+        return grey
+    if transparency is not None:
+        # A palette entry or single colour marked transparent (PNG tRNS): make it alpha.
+        return img.convert("LA" if mode in ("L", "1") else "RGBA")
+    if mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
+        return img
+    return img.convert({"1": "L", "La": "LA", "P": "RGB", "PA": "RGBA", "RGBa": "RGBA"}.get(mode, "RGB"))
+
+
+def _onto_white(img: Image.Image) -> Image.Image:
+    """Composite a frame that has alpha over white, the background a marketer expects."""
+    if img.mode not in ("LA", "RGBA"):
+        return img
+    base = img.mode[:-1]
+    flat = Image.new(base, img.size, (255,) * len(base))
+    flat.paste(img.convert(base), mask=img.getchannel("A"))
+    return flat
+
+
+def _fit(img: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """Scale to cover ``target`` and keep the centre, in one resampling pass.
+
+    Giving ``resize`` the crop box in source coordinates keeps sub-pixel accuracy and avoids a
+    second resample; ``reducing_gap`` first box-reduces very large sources, which is faster
+    and visually the same as a full Lanczos.
+    """
+    sw, sh = img.size
+    tw, th = target
+    scale = max(tw / sw, th / sh)
+    bw, bh = min(sw, tw / scale), min(sh, th / scale)
+    left, top = (sw - bw) / 2, (sh - bh) / 2
+    return img.resize(target, Image.Resampling.LANCZOS, box=(left, top, left + bw, top + bh), reducing_gap=3.0)
+
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")) if ImageCms is not None else None
+
+
+def _to_rgb(img: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """Convert to sRGB RGB, honouring an embedded ICC profile when there is one.
+
+    The profile is about to be dropped with the rest of the metadata, so colours must be
+    converted now (iPhone photos are Display P3; print JPEGs are CMYK with a press profile).
+    A profile that is unusable or does not match the pixels is ignored rather than refused.
+    """
+    if icc_profile and ImageCms is not None:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+            converted = ImageCms.profileToProfile(
+                img, source, _SRGB, renderingIntent=ImageCms.Intent.PERCEPTUAL, outputMode="RGB"
+            )
+            if converted is not None:
+                return converted
+        except Exception:  # a broken profile only costs colour accuracy
+            pass
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _encode_clean_png(img: Image.Image) -> bytes:
+    # Copy only the pixels: whatever ``info`` the image carried (EXIF, XMP, ICC, text) stays
+    # behind, so the PNG holds nothing but IHDR, IDAT and IEND.
+    clean = Image.frombytes("RGB", img.size, img.tobytes())
+    out = io.BytesIO()
+    clean.save(out, format="PNG")
+    return out.getvalue()
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+_DAMAGED_MESSAGE = (
+    "This image file is damaged and cannot be read. Open it in an image editor, save it again as JPEG or PNG, "
+    "and upload the new file."
+)
+
+
+def _damaged(exc: BaseException) -> ImageRejected:
+    text = str(exc).lower()
+    if isinstance(exc, EOFError | struct.error) or "truncated" in text or "premature end" in text:
+        return ImageRejected(
+            "truncated",
+            "This image file is incomplete: it ends before the picture does, often because an upload or download "
+            "was cut off. Upload the complete file again.",
+        )
+    return ImageRejected("corrupt", _DAMAGED_MESSAGE)
+
+
+def _too_many_pixels(size: tuple[int, int] | None) -> ImageRejected:
+    limit = f"{MAX_PIXELS / 1_000_000:g} megapixels and {MAX_SIDE} pixels per side"
+    if size is None:
+        return ImageRejected(
+            "too_many_pixels",
+            f"This image has far too many pixels to process; images may have at most {limit}. "
+            "Resize it and upload again.",
+        )
+    w, h = size
+    return ImageRejected(
+        "too_many_pixels",
+        f"This image is {w}x{h} pixels ({w * h / 1_000_000:.1f} megapixels); images may have at most {limit}. "
+        "Resize it and upload again.",
+    )

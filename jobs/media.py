@@ -1,0 +1,82 @@
+"""Files of a job: its scratch directory, its input frame, and checks on videos."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+from django.conf import settings
+
+from jobs.models import Job
+
+
+class BadVideo(Exception):
+    """A file that is not a playable H.264 video."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    codec: str
+    width: int
+    height: int
+    frames: int
+    duration: float
+    pix_fmt: str
+
+
+def work_dir(job: Job) -> Path:
+    path = Path(settings.WORK_DIR) / str(job.pk)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def local_input(job: Job) -> Path:
+    """The normalised image as a local file (storage may be remote)."""
+    path = work_dir(job) / "input.png"
+    if not path.exists():
+        partial = path.with_suffix(".part")
+        with job.upload.normalized.open("rb") as source, partial.open("wb") as target:
+            shutil.copyfileobj(source, target)
+        partial.replace(path)
+    return path
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Decode every frame: a file that only looks like an MP4 is caught here."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise BadVideo("no video stream")
+            stream = container.streams.video[0]
+            frames = 0
+            last_time = 0.0
+            for frame in container.decode(stream):
+                frames += 1
+                if frame.time is not None:
+                    last_time = frame.time
+            if frames == 0:
+                raise BadVideo("no decodable frames")
+            rate = float(stream.average_rate or stream.guessed_rate or 0) or None
+            duration = last_time + (1 / rate if rate else 0.0)
+            if stream.duration is not None and stream.time_base is not None:
+                duration = max(duration, float(stream.duration * stream.time_base))
+            return VideoInfo(
+                codec=stream.codec_context.name,
+                width=stream.codec_context.width,
+                height=stream.codec_context.height,
+                frames=frames,
+                duration=round(duration, 3),
+                pix_fmt=stream.codec_context.pix_fmt or "",
+            )
+    except BadVideo:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise BadVideo(str(exc)) from exc
+
+
+def write_poster(video_path: Path, poster_path: Path) -> None:
+    with av.open(str(video_path)) as container:
+        frame = next(container.decode(video=0))
+        frame.to_image().save(poster_path, "JPEG", quality=85)

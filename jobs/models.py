@@ -1,0 +1,282 @@
+"""Uploads, jobs and their timeline."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Upload(models.Model):
+    """An image a user gave us: the original bytes and the normalised frame."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
+    original = models.FileField(upload_to="uploads/original/%Y/%m/%d/")
+    original_name = models.CharField(max_length=255, blank=True)
+    # Detected from content, never from the name: "JPEG" or "PNG".
+    format = models.CharField(max_length=8)
+    size_bytes = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64, db_index=True)
+    source_width = models.PositiveIntegerField()
+    source_height = models.PositiveIntegerField()
+    normalized = models.FileField(upload_to="uploads/normalized/%Y/%m/%d/")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.original_name or self.id} ({self.width}x{self.height})"
+
+
+class JobQuerySet(models.QuerySet):
+    def for_user(self, user) -> JobQuerySet:
+        return self.filter(owner=user)
+
+    def active(self) -> JobQuerySet:
+        return self.exclude(status__in=Job.FINAL_STATES)
+
+
+class Job(models.Model):
+    """One image-to-video generation, a resumable state machine.
+
+    Transitions happen only in ``jobs.pipeline`` with compare-and-set updates;
+    each writes a ``JobEvent``.
+    """
+
+    QUEUED = "queued"
+    PREPARING = "preparing"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    FINALIZING = "finalizing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    STATUS_CHOICES = [
+        (QUEUED, "Queued"),
+        (PREPARING, "Preparing"),
+        (SUBMITTED, "Submitted"),
+        (RUNNING, "Running"),
+        (FINALIZING, "Finalizing"),
+        (COMPLETED, "Completed"),
+        (FAILED, "Failed"),
+        (CANCELLED, "Cancelled"),
+        (EXPIRED, "Expired"),
+    ]
+    FINAL_STATES = frozenset({COMPLETED, FAILED, CANCELLED, EXPIRED})
+    # States in which a provider holds the job and we only poll.
+    PROVIDER_STATES = frozenset({SUBMITTED, RUNNING})
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    upload = models.ForeignKey(Upload, on_delete=models.PROTECT, related_name="jobs")
+    request_id = models.CharField(max_length=128, blank=True, db_index=True)
+
+    provider = models.CharField(max_length=32, db_index=True)
+    model = models.CharField(max_length=128, default="default")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    seed = models.BigIntegerField(default=0, help_text="As asked; 0 means random.")
+    cfg_scale = models.FloatField()
+    motion_bucket_id = models.PositiveSmallIntegerField()
+    prompt = models.TextField(blank=True)
+    negative_prompt = models.TextField(blank=True)
+    extra_params = models.JSONField(default=dict, blank=True)
+    cost = models.PositiveIntegerField(default=0, help_text="Credits held at creation, charged on success.")
+
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0)
+    queue_position = models.IntegerField(null=True, blank=True)
+    status_message = models.CharField(max_length=255, blank=True)
+
+    provider_job_id = models.CharField(max_length=255, blank=True, db_index=True)
+    provider_response = models.JSONField(default=dict, blank=True)
+    seed_used = models.BigIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    video = models.FileField(upload_to="videos/%Y/%m/%d/", blank=True)
+    poster = models.FileField(upload_to="posters/%Y/%m/%d/", blank=True)
+    video_frames = models.PositiveIntegerField(null=True, blank=True)
+    video_duration = models.FloatField(null=True, blank=True)
+    video_bytes = models.PositiveIntegerField(null=True, blank=True)
+
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True, help_text="Written for the user.")
+    error_detail = models.TextField(blank=True, help_text="What the provider said, for staff.")
+
+    # Scheduling: when the sweeper should next look at the job, who holds it
+    # now, and how many claims in a row did not finish (poison detection).
+    next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    polls = models.PositiveIntegerField(default=0)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Result files are deleted after this.")
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"Job {self.id} ({self.provider}, {self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATES
+
+    def retention_deadline(self, now=None):
+        now = now or timezone.now()
+        return now + timedelta(hours=settings.RESULT_RETENTION_HOURS)
+
+
+class JobEvent(models.Model):
+    """One line of a job's timeline: a transition, or a note on the way."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.from_status or '-'} -> {self.to_status}: {self.message}"
+
+
+class CreditAccount(models.Model):
+    """A user's spendable credits, kept equal to the sum of their ledger.
+
+    Changed only by ``jobs.ledger`` with guarded updates in the same
+    transaction as the ledger row; never goes negative (a check constraint
+    backs the guard).
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credits")
+    balance = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(balance__gte=0), name="credit_balance_not_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.balance} credits"
+
+
+class LedgerEntry(models.Model):
+    """One append-only movement of credits.
+
+    ``amount`` is signed: a hold takes the cost out of the balance, a capture
+    turns that hold into a charge (0: the credits already left), a release or
+    refund gives them back. One row per (job, kind), so a step run twice can
+    never hold, capture or release twice.
+    """
+
+    GRANT = "grant"
+    HOLD = "hold"
+    CAPTURE = "capture"
+    RELEASE = "release"
+    REFUND = "refund"
+    ADJUSTMENT = "adjustment"
+    KIND_CHOICES = [
+        (GRANT, "Grant"),
+        (HOLD, "Hold"),
+        (CAPTURE, "Capture"),
+        (RELEASE, "Release"),
+        (REFUND, "Refund"),
+        (ADJUSTMENT, "Adjustment"),
+    ]
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ledger")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger")
+    kind = models.CharField(max_length=16, choices=KIND_CHOICES)
+    amount = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    reason = models.CharField(max_length=255, blank=True)
+    staff = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "kind"], condition=models.Q(job__isnull=False), name="one_ledger_entry_per_job_and_kind"
+            )
+        ]
+        indexes = [models.Index(fields=["user", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount:+d} for {self.user}"
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A user's key for the API, stored only as a hash.
+
+    The full key (``i2v_<prefix>_<secret>``) is shown once at creation; the
+    prefix stays visible so a user can tell keys apart and revoke the right
+    one.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'key'} (i2v_{self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a create sent with an ``Idempotency-Key``.
+
+    Unique per (user, key): the insert is the lock, so concurrent repeats see
+    the row and get 409 while the first is in progress, the stored answer
+    after it.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_idempotency_record_per_user_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.response_status or 'in progress'})"

@@ -1,0 +1,453 @@
+"""The job state machine: every step an idempotent function of stored state.
+
+``advance(job_id)`` is the only entry point the worker calls. It claims the
+job with a compare-and-set lease, runs the step for the job's status, and keeps
+going while the next step can run at once; when the job must wait (a provider
+is still working), it stores when to look again in ``next_poll_at`` and
+returns, so no worker ever sleeps on a job. The sweeper hands due jobs back to
+the queue.
+
+Why each step is safe to run twice:
+
+* prepare picks the seed inside the same compare-and-set that leaves
+  ``queued``, so a second run finds the job already preparing;
+* submit stores the provider's job id in the update that leaves
+  ``preparing`` and skips the provider call when an id is already stored;
+* poll only looks, and never more often than the provider's floor;
+* finalize writes files under names fixed by the job id and completes with
+  a compare-and-set, so a repeat overwrites the same file and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
+from enum import Enum
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from jobs import ledger, media
+from jobs.models import Job, JobEvent
+from providers.base import GenerationRequest, PollContext, PollState, ProviderError
+from providers.registry import get_provider
+
+log = logging.getLogger(__name__)
+
+# Backoff for retryable provider errors when the provider gave no Retry-After.
+RETRY_BACKOFF = (2.0, 5.0, 10.0, 30.0, 60.0)
+# Even a provider with no poll floor is not asked more than twice a second.
+MIN_POLL_GAP = 0.5
+
+
+class Next(Enum):
+    CONTINUE = "continue"  # the next step can run now
+    WAIT = "wait"  # next_poll_at says when to look again
+
+
+# --- Transitions -----------------------------------------------------------------
+
+
+def transition(
+    job: Job,
+    to_status: str,
+    message: str = "",
+    *,
+    from_status: str | None = None,
+    then: Callable[[Job], object] | None = None,
+    **fields,
+) -> bool:
+    """Move ``job`` from its status to ``to_status`` if nobody else has.
+
+    Returns False, changing nothing, when the stored status is no longer the
+    one we read. The event row, and ``then`` (the ledger's part), happen in
+    the same transaction: a crash leaves all of them undone or all done.
+    """
+    from_status = from_status or job.status
+    now = timezone.now()
+    fields = {**_take_deferred(job), **fields}
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job.pk, status=from_status).update(status=to_status, updated_at=now, **fields)
+        if not changed:
+            return False
+        JobEvent.objects.create(job=job, at=now, from_status=from_status, to_status=to_status, message=message)
+        if then is not None:
+            then(job)
+    job.status = to_status
+    for name, value in fields.items():
+        if not hasattr(value, "resolve_expression"):  # an F() is only known to the database
+            setattr(job, name, value)
+    log.info("job %s %s -> %s %s", job.pk, from_status, to_status, message)
+    return True
+
+
+def note(job: Job, message: str) -> None:
+    """A timeline line that is not a transition (a retry, a provider hiccup)."""
+    JobEvent.objects.create(job=job, from_status=job.status, to_status=job.status, message=message)
+
+
+def fail(job: Job, code: str, message: str, detail: str = "") -> bool:
+    """Fail the job for a reason a person can read; keep provider detail for staff."""
+    if job.status in Job.FINAL_STATES:
+        return False
+    return transition(
+        job,
+        Job.FAILED,
+        message,
+        error_code=code,
+        error_message=message,
+        error_detail=detail[:10000],
+        finished_at=timezone.now(),
+        next_poll_at=None,
+        status_message=message[:255],
+        then=lambda job: ledger.release(job, f"Job failed ({code}): not charged"),
+    )
+
+
+# --- Claiming --------------------------------------------------------------------
+
+
+def claim(job_id) -> Job | None:
+    """Take the job's lease by compare-and-set; None when another holds it.
+
+    The attempt counter grows with every claim and is reset when a step
+    finishes normally, so a job whose step keeps killing its worker is
+    quarantined instead of being redelivered forever.
+    """
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    claimed = (
+        Job.objects.filter(pk=job_id)
+        .exclude(status__in=Job.FINAL_STATES)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=lease_until, next_poll_at=lease_until, attempts=F("attempts") + 1)
+    )
+    if not claimed:
+        return None
+    job = Job.objects.select_related("upload").get(pk=job_id)
+    if job.attempts > settings.JOB_MAX_ATTEMPTS:
+        fail(
+            job,
+            "internal_error",
+            "This job could not be processed because of an internal error. It has not been charged; please try again.",
+            f"Quarantined after {job.attempts - 1} attempts that did not finish (worker crash or timeout).",
+        )
+        release(job, finished_cleanly=True)
+        return None
+    return job
+
+
+def defer(job: Job, **fields) -> None:
+    """Fields to store with the next write of this job (its transition or its
+    release) instead of a write of their own: on SQLite every commit waits
+    for the one write lock, and a poll that only says "still running" should
+    cost two commits, not four."""
+    job.__dict__.setdefault("_deferred_fields", {}).update(fields)
+
+
+def _take_deferred(job: Job) -> dict:
+    return job.__dict__.pop("_deferred_fields", {})
+
+
+def release(job: Job, *, finished_cleanly: bool) -> None:
+    """Give up the lease, store when to look next (none once the stored status,
+    which someone else may have changed meanwhile, is final) and what was
+    deferred: one UPDATE."""
+    fields = {"lease_until": None, **_take_deferred(job)}
+    if finished_cleanly:
+        fields["attempts"] = 0
+    next_poll_at = job.next_poll_at or timezone.now()
+    Job.objects.filter(pk=job.pk).update(
+        next_poll_at=Case(When(status__in=Job.FINAL_STATES, then=Value(None)), default=Value(next_poll_at)),
+        **fields,
+    )
+
+
+def advance(job_id) -> None:
+    """Run the job's steps until it is final or has to wait."""
+    job = claim(job_id)
+    if job is None:
+        return
+    try:
+        while job.status not in Job.FINAL_STATES:
+            before = job.status
+            if STEPS[before](job) is Next.WAIT:
+                break
+            if job.status == before:
+                # Our compare-and-set lost (a cancel, say): re-read, never spin.
+                job.refresh_from_db()
+                if job.status == before:
+                    break
+    except Exception as exc:
+        # An unexpected error: keep the attempt counted (no clean finish), and
+        # look again after a pause; repeated failures end in quarantine.
+        log.exception("job %s: step for %s raised", job.pk, job.status)
+        job.next_poll_at = timezone.now() + timedelta(seconds=_backoff(job.attempts))
+        job.error_detail = f"{type(exc).__name__}: {exc}"[:10000]
+        defer(job, error_detail=job.error_detail)
+        release(job, finished_cleanly=False)
+        return
+    release(job, finished_cleanly=True)
+
+
+def _backoff(attempt: int, retry_after: float | None = None, floor: float = 0.0) -> float:
+    wait = RETRY_BACKOFF[min(max(attempt - 1, 0), len(RETRY_BACKOFF) - 1)]
+    if retry_after is not None:
+        wait = retry_after
+    return max(wait, floor)
+
+
+# --- Steps -----------------------------------------------------------------------
+
+
+def step_prepare(job: Job) -> Next:
+    provider = get_provider(job.provider)
+    seed = job.seed or random.randint(1, provider.seed_max)
+    message = f"Preparing (seed {seed})" if not job.seed else "Preparing"
+    transition(job, Job.PREPARING, message, seed_used=seed, status_message="Preparing the image")
+    return Next.CONTINUE
+
+
+def step_submit(job: Job) -> Next:
+    provider = get_provider(job.provider)
+    now = timezone.now()
+    first_poll = now + timedelta(seconds=max(settings.INITIAL_WAIT_TIME, provider.min_poll_interval))
+    if job.provider_job_id:
+        # Submitted before a crash: never submit again.
+        transition(job, Job.SUBMITTED, "Resumed after a restart", submitted_at=job.submitted_at or now)
+        job.next_poll_at = first_poll
+        return Next.CONTINUE if first_poll <= now else Next.WAIT
+    if now > job.created_at + timedelta(seconds=settings.MAX_CHECK_TIME):
+        fail(job, "timed_out", _timeout_message(job), "Gave up submitting: the provider never accepted the job.")
+        return Next.WAIT
+    request = GenerationRequest(
+        job_id=str(job.pk),
+        image_path=media.local_input(job),
+        width=job.width,
+        height=job.height,
+        seed=job.seed_used,
+        cfg_scale=job.cfg_scale,
+        motion_bucket_id=job.motion_bucket_id,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        extra=dict(job.extra_params),
+    )
+    try:
+        provider_job_id = provider.submit(request)
+    except ProviderError as exc:
+        return _provider_trouble(job, exc, "submitting")
+    changed = transition(
+        job,
+        Job.SUBMITTED,
+        f"Submitted to {provider.label or provider.name}",
+        from_status=Job.PREPARING,
+        provider_job_id=provider_job_id,
+        submitted_at=now,
+        status_message="Waiting for the provider",
+        progress=0.0,
+    )
+    if not changed:
+        return Next.WAIT
+    job.next_poll_at = first_poll
+    return Next.CONTINUE if first_poll <= now else Next.WAIT
+
+
+def step_poll(job: Job) -> Next:
+    provider = get_provider(job.provider)
+    now = timezone.now()
+    floor = provider.min_poll_interval
+    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < floor:
+        # A duplicate delivery: honour the provider's poll floor regardless.
+        job.next_poll_at = job.last_polled_at + timedelta(seconds=floor)
+        return Next.WAIT
+    if job.submitted_at and now > job.submitted_at + timedelta(seconds=settings.MAX_CHECK_TIME):
+        if provider.supports_cancel:
+            try:
+                provider.cancel(job.provider_job_id)
+            except ProviderError as exc:
+                log.warning("job %s: cancel after timeout failed: %s", job.pk, exc.detail or exc)
+        fail(
+            job,
+            "timed_out",
+            _timeout_message(job),
+            f"No result after {settings.MAX_CHECK_TIME} s (MAX_CHECK_TIME).",
+        )
+        return Next.WAIT
+
+    defer(job, last_polled_at=now, polls=F("polls") + 1)
+    job.last_polled_at = now
+    context = PollContext(
+        video_path=media.work_dir(job) / "video.mp4",
+        poster_path=media.work_dir(job) / "poster.jpg",
+        report=_progress_reporter(job),
+    )
+    try:
+        state = provider.poll(job.provider_job_id, context)
+    except ProviderError as exc:
+        return _provider_trouble(job, exc, "checking on")
+    return _apply_poll_state(job, state, floor)
+
+
+def _apply_poll_state(job: Job, state: PollState, floor: float) -> Next:
+    now = timezone.now()
+    if state.state == "succeeded":
+        transition(
+            job,
+            Job.FINALIZING,
+            "The provider finished; saving the video",
+            seed_used=state.seed if state.seed is not None else job.seed_used,
+            finish_reason=state.finish_reason or "SUCCESS",
+            progress=1.0,
+            queue_position=None,
+            status_message="Saving the video",
+        )
+        return Next.CONTINUE
+    if state.state == "failed":
+        fail(
+            job,
+            state.error_code or "provider_failed",
+            state.error_message or "The provider could not make this video.",
+            state.error_detail,
+        )
+        return Next.WAIT
+    fields = {
+        "queue_position": state.queue_position if state.state == "queued" else None,
+        "status_message": (state.message or ("In the provider's queue" if state.state == "queued" else "Generating"))[
+            :255
+        ],
+    }
+    if state.progress is not None:
+        fields["progress"] = max(0.0, min(1.0, state.progress))
+    if state.state == "running" and job.status == Job.SUBMITTED:
+        transition(job, Job.RUNNING, "The provider started generating", **fields)
+    else:
+        defer(job, **fields)
+    job.next_poll_at = now + timedelta(seconds=max(floor, state.retry_after or 0.0, MIN_POLL_GAP))
+    return Next.WAIT
+
+
+def step_finalize(job: Job) -> Next:
+    video_path = media.work_dir(job) / "video.mp4"
+    if not video_path.exists():
+        if job.video:
+            # Files were saved before a crash; only the final update is missing.
+            _complete(job, None)
+            return Next.WAIT
+        # The result vanished (a restart wiped scratch space): fetch it again.
+        transition(job, Job.RUNNING, "The result file was missing; fetching it again", last_polled_at=None)
+        return Next.CONTINUE
+    try:
+        info = media.probe_video(video_path)
+    except media.BadVideo as exc:
+        fail(
+            job,
+            "bad_video",
+            "The provider returned a video that could not be played. It has not been charged; please try again.",
+            str(exc),
+        )
+        return Next.WAIT
+    poster_path = media.work_dir(job) / "poster.jpg"
+    if not poster_path.exists():
+        media.write_poster(video_path, poster_path)
+    video_name = _store(video_path, f"videos/{job.pk}.mp4")
+    poster_name = _store(poster_path, f"posters/{job.pk}.jpg")
+    _complete(
+        job,
+        {
+            "video": video_name,
+            "poster": poster_name,
+            "video_frames": info.frames,
+            "video_duration": info.duration,
+            "video_bytes": video_path.stat().st_size,
+        },
+    )
+    return Next.WAIT
+
+
+def _complete(job: Job, files: dict | None) -> None:
+    now = timezone.now()
+    fields = dict(files or {})
+    summary = ""
+    if files:
+        summary = f" ({files['video_frames']} frames, {files['video_duration']:.2f} s)"
+    if transition(
+        job,
+        Job.COMPLETED,
+        "Video ready" + summary,
+        from_status=Job.FINALIZING,
+        finished_at=now,
+        expires_at=job.retention_deadline(now),
+        progress=1.0,
+        status_message="Video ready",
+        next_poll_at=None,
+        then=ledger.capture,
+        **fields,
+    ):
+        shutil.rmtree(media.work_dir(job), ignore_errors=True)
+
+
+def _store(path: Path, name: str) -> str:
+    # A fixed name per job: a repeated finalize replaces, never duplicates.
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    with path.open("rb") as handle:
+        return default_storage.save(name, File(handle))
+
+
+STEPS = {
+    Job.QUEUED: step_prepare,
+    Job.PREPARING: step_submit,
+    Job.SUBMITTED: step_poll,
+    Job.RUNNING: step_poll,
+    Job.FINALIZING: step_finalize,
+}
+
+
+# --- Helpers ---------------------------------------------------------------------
+
+
+def _provider_trouble(job: Job, exc: ProviderError, doing: str) -> Next:
+    if not exc.retryable:
+        fail(job, exc.code, exc.message, exc.detail)
+        return Next.WAIT
+    provider = get_provider(job.provider)
+    wait = _backoff(job.attempts, exc.retry_after, provider.min_poll_interval)
+    job.next_poll_at = timezone.now() + timedelta(seconds=wait)
+    message = f"{exc.message} Trying again in {wait:.0f} s."
+    defer(job, status_message=message[:255], error_detail=exc.detail[:10000])
+    note(job, f"Trouble {doing} the provider: {exc.message} ({exc.code}); retrying in {wait:.0f} s")
+    return Next.WAIT
+
+
+def _progress_reporter(job: Job):
+    """Progress callback for inline providers; writes at most every 5 %."""
+    last = {"fraction": -1.0}
+
+    def report(fraction: float, message: str = "") -> None:
+        if fraction - last["fraction"] < 0.05 and fraction < 1.0:
+            return
+        last["fraction"] = fraction
+        fields = {"progress": max(0.0, min(1.0, fraction)), "status_message": (message or "Generating")[:255]}
+        if job.status == Job.SUBMITTED:
+            transition(job, Job.RUNNING, "Rendering started", **fields)
+        else:
+            Job.objects.filter(pk=job.pk).update(**fields)
+
+    return report
+
+
+def _timeout_message(job: Job) -> str:
+    limit = settings.MAX_CHECK_TIME
+    span = f"{limit // 60} minutes" if limit >= 120 else f"{limit} seconds"
+    return (
+        f"The provider did not finish within {span}, so we stopped waiting. "
+        "It has not been charged; please try again, perhaps with another provider."
+    )

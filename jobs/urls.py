@@ -1,0 +1,24 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from jobs import views, views_account
+
+urlpatterns = [
+    path("", views.root, name="home"),
+    path("videos/", views.history, name="history"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("signup/", views_account.signup, name="signup"),
+    path("account/password/", views_account.PasswordChangeView.as_view(), name="password-change"),
+    path("credits/", views_account.credits, name="credits"),
+    path("keys/", views_account.api_keys, name="keys"),
+    path("keys/<int:key_id>/rename", views_account.api_key_rename, name="key-rename"),
+    path("keys/<int:key_id>/revoke", views_account.api_key_revoke, name="key-revoke"),
+    path("jobs/<uuid:job_id>/", views.job_detail, name="job-detail"),
+    path("jobs/<uuid:job_id>/status.json", views.job_status, name="job-status"),
+    path("jobs/<uuid:job_id>/video.mp4", views.job_video, name="job-video"),
+    path("jobs/<uuid:job_id>/poster.jpg", views.job_poster, name="job-poster"),
+    path("jobs/<uuid:job_id>/image.png", views.job_image, name="job-image"),
+    path("jobs/<uuid:job_id>/cancel", views.job_cancel, name="job-cancel"),
+    path("jobs/<uuid:job_id>/rerun", views.job_rerun, name="job-rerun"),
+]
