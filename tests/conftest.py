@@ -1,0 +1,47 @@
+"""Shared test setup: files under a temporary MEDIA_ROOT, the pipeline run
+in-process (django-q2 sync mode) unless a test starts a real worker."""
+
+from __future__ import annotations
+
+import pytest
+from django_q.conf import Conf
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.WORK_DIR = tmp_path / "work"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _sync_tasks(monkeypatch):
+    # django-q2 reads Q_CLUSTER once at import; flip its switch directly.
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
+def user():
+    """A user with the default 100 credits; a test module may override it."""
+    from tests.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def logged_in(client, user):
+    """The test client, logged in as ``user``."""
+    client.force_login(user)
+    return client
+
+
+# Fixtures shared by the tests that run real worker processes.
+from tests.processes import cluster_factory  # noqa: E402, F401

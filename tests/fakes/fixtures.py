@@ -1,0 +1,25 @@
+"""Pytest fixtures for the fake provider servers. Import the ``*_fixture``
+function into a test module; tests then ask for the fixture by its short name::
+
+    from tests.fakes.fixtures import stability_server_fixture  # noqa: F401
+
+    def test_something(stability_server): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.stability_server import FakeStabilityServer
+
+
+@pytest.fixture(name="stability_server")
+def stability_server_fixture(settings) -> Iterator[FakeStabilityServer]:
+    """A fresh fake Stability server, with the settings pointing at it and no poll floor."""
+    with FakeStabilityServer(api_key="sk-test-stability") as fake:
+        settings.STABILITY_BASE_URL = fake.base_url
+        settings.STABILITY_API_KEY = fake.api_key
+        settings.STABILITY_POLL_INTERVAL = 0.0
+        yield fake

@@ -1,0 +1,81 @@
+"""Settings: read in one place, documented in .env.example, strict about values."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = (ROOT / "i2v_site" / "settings.py").read_text()
+EXAMPLE = (ROOT / ".env.example").read_text()
+
+
+def boot(tmp_path, **env) -> subprocess.CompletedProcess:
+    """Start Django in a fresh process with only these variables set."""
+    base = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
+    base.update({"I2V_VAR_DIR": str(tmp_path), "I2V_ENV_FILE": str(tmp_path / "none.env")}, **env)
+    code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='i2v_site.settings'; django.setup(); print('ok')"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60)
+
+
+def test_every_variable_the_settings_read_is_documented_in_env_example():
+    read = set(re.findall(r'env_(?:str|bool|int|float|url)\(\s*"([A-Z_0-9]+)"', SETTINGS))
+    read |= set(re.findall(r'_read\(\s*"([A-Z_0-9]+)"', SETTINGS))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z_0-9]+)=", EXAMPLE, re.MULTILINE))
+    assert read, "the pattern found no variables"
+    assert read - documented == set()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PIKAPI_BEARER_TOKEN",
+        "REPLICATE_API_TOKEN",
+        "GAME_API_KEY",
+        "PIKAPI_BASE_URL",
+        "REPLICATE_MODEL_ID",
+        "CALLBACK_API_URL",
+        "MAX_CHECK_TIME",
+        "INITIAL_WAIT_TIME",
+        "STABILITY_API_KEY",
+    ],
+)
+def test_the_original_apis_variables_are_documented(name):
+    assert re.search(rf"^#?\s*{name}=", EXAMPLE, re.MULTILINE)
+
+
+def test_defaults_start_with_nothing_configured(tmp_path):
+    result = boot(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_CHECK_TIME", "ten minutes"),
+        ("DEBUG", "maybe"),
+        ("Q_WORKERS", "0"),
+        ("STABILITY_BASE_URL", "ftp://example"),
+        ("DATABASE_URL", "nonsense://"),
+        ("STABILITY_POLL_INTERVAL", "-1"),
+    ],
+)
+def test_a_malformed_value_stops_start_up_naming_the_variable(tmp_path, name, value):
+    result = boot(tmp_path, **{name: value})
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert name in last_line
+
+
+def test_a_dotenv_file_is_read(tmp_path):
+    env_file = tmp_path / "custom.env"
+    env_file.write_text("MAX_CHECK_TIME=oops\n")
+    result = boot(tmp_path, I2V_ENV_FILE=str(env_file))
+    assert result.returncode != 0
+    assert "MAX_CHECK_TIME" in result.stderr
