@@ -24,7 +24,7 @@ def transitions_into(job: Job, status: str) -> int:
 
 
 def test_local_job_killed_mid_render_completes_once_after_restart(cluster_factory):
-    cluster = cluster_factory(LOCAL_FRAMES="150")
+    cluster = cluster_factory(LOCAL_FRAMES="600")  # a few seconds: time to see it mid-render
     cluster.start("worker")
     cluster.start("sweeper")
     job = make_job(UserFactory(), enqueue=True, motion_bucket_id=200)
@@ -40,7 +40,7 @@ def test_local_job_killed_mid_render_completes_once_after_restart(cluster_factor
     assert transitions_into(job, Job.COMPLETED) == 1
     assert transitions_into(job, Job.SUBMITTED) == 1
     info = media.probe_video(Path(job.video.path))
-    assert info.codec == "h264" and info.frames == 150
+    assert info.codec == "h264" and info.frames == 600
 
 
 def test_stability_job_killed_after_submit_is_not_submitted_twice(cluster_factory, settings):
