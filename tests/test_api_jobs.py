@@ -139,6 +139,15 @@ def test_an_oversized_data_uri_is_refused():
     assert response.status_code == 413
 
 
+def test_an_image_over_the_cap_in_a_body_under_it_is_a_413_giving_its_size():
+    big = io.BytesIO(b"\xff\xd8\xff" + b"\0" * (11 * 1024 * 1024))
+    big.name = "huge.jpg"
+    response = key_client().post("/api/v1/jobs", {"image": big}, format="multipart")
+    assert response.status_code == 413
+    assert response.json()["error"]["message"] == "The file is 11.0 MB; images must be 10 MB or smaller."
+    assert response.json()["error"]["fields"] == {"image": ["The file is 11.0 MB; images must be 10 MB or smaller."]}
+
+
 def test_a_job_the_caller_cannot_afford_is_a_402_with_balance_and_cost(stability_server):
     response = create(key_client(credits=5), provider="stability")
     assert response.status_code == 402

@@ -49,7 +49,9 @@ def _first_field_message(fields: dict) -> str:
 
 def exception_handler(exc, context):
     if isinstance(exc, JobInputError):
-        return Response(error_body(400, exc.code, exc.message, {exc.field: [exc.message]}), status=400)
+        # An image over the cap is as oversized as a body over it, even when the body fitted.
+        code = 413 if exc.code == "too_large" else 400
+        return Response(error_body(code, exc.code, exc.message, {exc.field: [exc.message]}), status=code)
     if isinstance(exc, InsufficientCredits):
         return Response(
             error_body(402, "insufficient_credits", exc.message, balance=exc.balance, cost=exc.cost), status=402

@@ -103,7 +103,7 @@ class JobListCreate(APIView):
                 s.ErrorOutput, description="Not enough credits; `balance` and `cost` say by how much."
             ),
             409: OpenApiResponse(s.ErrorOutput, description="A request with this Idempotency-Key is in progress."),
-            413: OpenApiResponse(s.ErrorOutput, description="The body is too large."),
+            413: OpenApiResponse(s.ErrorOutput, description="The body, or the image in it, is over the size cap."),
             422: OpenApiResponse(s.ErrorOutput, description="Idempotency-Key reused with another body."),
             **ERRORS,
         },
