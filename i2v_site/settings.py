@@ -251,6 +251,25 @@ if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
 # --- API ---
 
 API_RATE = env_str("API_RATE", "120/minute")
+
+
+def _cache_config() -> dict:
+    """The per-key request budgets live in this cache. Every web process (make
+    run starts several) must share it, or each would grant the whole budget."""
+    raw = os.environ.get("CACHE_URL")
+    try:
+        config = env.cache_url("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")
+    except Exception as exc:  # environ says "Invalid cache schema" without naming the variable
+        raise ImproperlyConfigured(f"Environment variable CACHE_URL={raw!r} is malformed: {exc}") from None
+    if config["BACKEND"].endswith("LocMemCache"):
+        raise ImproperlyConfigured(
+            f"Environment variable CACHE_URL={raw!r} is malformed: a local-memory cache is not shared "
+            "between web processes; use filecache:///path, dbcache://table or a shared cache server"
+        )
+    return config
+
+
+CACHES = {"default": _cache_config()}
 # Seconds a signed link to a video or poster keeps working.
 RESULT_LINK_SECONDS = env_int("RESULT_LINK_SECONDS", 3600, minimum=60)
 # Seconds an Idempotency-Key is remembered.

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -71,4 +75,27 @@ def test_a_key_over_its_rate_is_answered_429_with_retry_after(monkeypatch):
     assert int(refused["Retry-After"]) > 0
     assert "throttled" in refused.json()["error"]["message"].lower()
     assert other.get("/api/v1/credits").status_code == 200  # budgets are per key
+    cache.clear()
+
+
+def test_a_keys_budget_is_shared_by_every_web_process(monkeypatch):
+    """make run starts several web processes; requests spent in another one
+    count against the same budget here."""
+    cache.clear()
+    monkeypatch.setattr(PerKeyThrottle, "THROTTLE_RATES", {"api": "3/minute"})
+    api = key_client()
+    key = ApiKey.objects.get().prefix
+    spend_elsewhere = (
+        "import django; django.setup()\n"
+        "from django.core.cache import cache; import time\n"
+        f"cache.set('throttle_api_key:{key}', [time.time()] * 3, 60)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", spend_elsewhere],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "i2v_site.settings"},
+        check=True,
+        timeout=60,
+    )
+    assert api.get("/api/v1/credits").status_code == 429
     cache.clear()

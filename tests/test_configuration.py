@@ -64,6 +64,8 @@ def test_defaults_start_with_nothing_configured(tmp_path):
         ("STABILITY_BASE_URL", "ftp://example"),
         ("DATABASE_URL", "nonsense://"),
         ("STABILITY_POLL_INTERVAL", "-1"),
+        ("CACHE_URL", "bogus://"),
+        ("CACHE_URL", "locmemcache://"),  # not shared between web processes
     ],
 )
 def test_a_malformed_value_stops_start_up_naming_the_variable(tmp_path, name, value):
