@@ -23,6 +23,22 @@ class ActionRefused(Exception):
         self.message = message
 
 
+def _before_provider(job: Job) -> bool:
+    return job.status in (Job.QUEUED, Job.PREPARING) and not job.provider_job_id
+
+
+def _provider_can_stop(job: Job) -> bool:
+    return get_provider(job.provider).supports_cancel and job.status != Job.FINALIZING
+
+
+def can_cancel(job: Job) -> bool:
+    """Whether a cancel of ``job`` as loaded would be tried, so pages offer it only then.
+
+    A provider that can cancel may still refuse a particular job; ``cancel_job`` says so.
+    """
+    return not job.is_final and (_before_provider(job) or _provider_can_stop(job))
+
+
 def cancel_job(job: Job, *, by=None) -> Job:
     """Cancel a job that has not finished; its held credits come back.
 
@@ -35,14 +51,14 @@ def cancel_job(job: Job, *, by=None) -> Job:
     release = lambda job: ledger.release(job, "Cancelled: not charged")  # noqa: E731
     if job.is_final:
         raise ActionRefused(f"This job is already {job.get_status_display().lower()}; there is nothing to cancel.")
-    if job.status in (Job.QUEUED, Job.PREPARING) and not job.provider_job_id:
+    if _before_provider(job):
         if pipeline.transition(
             job, Job.CANCELLED, f"Cancelled{who}", next_poll_at=None, status_message="Cancelled", then=release
         ):
             return job
         return cancel_job(job, by=by)  # it moved on meanwhile: decide again
     provider = get_provider(job.provider)
-    if not provider.supports_cancel or job.status == Job.FINALIZING:
+    if not _provider_can_stop(job):
         raise ActionRefused(
             f"This job is already with {provider.label or job.provider}, which cannot stop it; "
             "it will finish on its own."

@@ -535,6 +535,10 @@ class JobAdmin(ReadOnly, BigTableAdmin):
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["can_cancel"] = obj is not None and actions.can_cancel(obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
 
 # --- Uploads -----------------------------------------------------------------------
 

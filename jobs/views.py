@@ -165,12 +165,15 @@ def history(request: HttpRequest) -> HttpResponse:
     """The user's videos, newest first, filtered; a fixed number of queries per page."""
     filters = HistoryFilterForm(request.GET)
     jobs = filters.filter(Job.objects.for_user(request.user)).select_related("upload")
-    jobs = jobs.only("id", "status", "provider", "created_at", "poster", "progress", "upload", "upload__original_name")
+    jobs = jobs.only(
+        "id", "status", "provider", "provider_job_id", "created_at", "poster", "progress", "upload__original_name"
+    )
     page = Paginator(jobs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     labels = provider_labels()
     page.object_list = list(page.object_list)
     for job in page.object_list:
         job.provider_label = labels.get(job.provider, job.provider)
+        job.cancellable = actions.can_cancel(job)
     return render(request, "jobs/history.html", {"page": page, "filters": filters})
 
 
@@ -216,6 +219,7 @@ def job_status_payload(job: Job) -> dict:
         "status": job.status,
         "status_label": job.get_status_display(),
         "final": job.is_final,
+        "cancellable": actions.can_cancel(job),
         "progress": round(job.progress, 3),
         "queue_position": queue_position(job),
         "status_message": job.status_message,

@@ -255,6 +255,13 @@ def test_the_job_page_buttons_cancel_retry_and_refund_through_the_same_functions
     assert LedgerEntry.objects.get(job=job, kind=LedgerEntry.REFUND).reason == "Sorry for the wait"
 
 
+def test_the_job_page_offers_no_cancel_once_the_provider_cannot_stop_the_job(client, staff):
+    job = make_job()
+    Job.objects.filter(pk=job.pk).update(status=Job.RUNNING, provider_job_id="render-1")  # local can't stop
+    page = client.get(job_page(job)).content.decode()
+    assert reverse("admin:jobs_job_cancel", args=[job.pk]) not in page
+
+
 def test_staff_without_permissions_get_no_actions(client):
     client.force_login(UserFactory(is_staff=True))
     job = make_job()

@@ -105,6 +105,14 @@ def test_a_waiting_video_can_be_cancelled_from_the_list(logged_in, user):
     assert job.status == Job.CANCELLED
 
 
+def test_a_video_its_provider_cannot_stop_offers_no_cancel(logged_in, user):
+    job = make_jobs(user, 1)[0]
+    Job.objects.filter(pk=job.pk).update(status=Job.RUNNING, provider_job_id="render-1")  # local can't stop
+    html = logged_in.get(reverse("history")).content.decode()
+    assert "Running" in html
+    assert reverse("job-cancel", args=[job.pk]) not in html
+
+
 def test_a_refused_cancel_is_said_on_the_page(logged_in, user):
     job = make_jobs(user, 1)[0]
     pipeline.advance(job.pk)

@@ -37,6 +37,15 @@ def test_a_waiting_job_shows_progress_its_photo_and_a_cancel_button(logged_in, u
     assert image.status_code == 200 and image["Content-Type"] == "image/png"
 
 
+def test_a_job_its_provider_cannot_stop_hides_the_cancel_button(logged_in, user):
+    job = make_job(user)
+    assert logged_in.get(reverse("job-status", args=[job.pk])).json()["cancellable"] is True
+    Job.objects.filter(pk=job.pk).update(status=Job.RUNNING, provider_job_id="render-1")  # local can't stop
+    assert logged_in.get(reverse("job-status", args=[job.pk])).json()["cancellable"] is False
+    html = logged_in.get(reverse("job-detail", args=[job.pk])).content.decode()
+    assert 'id="job-cancel" hidden' in html
+
+
 def test_a_waiting_job_knows_its_place_in_the_queue(logged_in, user):
     make_job(UserFactory())
     job = make_job(user)

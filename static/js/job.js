@@ -46,7 +46,7 @@
     show("job-problem", !!s.advice);
     if (s.seed_used) $("job-seed").textContent = s.seed_used;
     renderEvents(s.events);
-    show("job-cancel", !s.final);
+    show("job-cancel", s.cancellable);
     show("job-rerun", s.final);
     show("job-rerun-help", s.final);
     $("rerun-same").textContent = (s.status === "failed" || s.status === "cancelled") ? "Try again" : "Run again";
