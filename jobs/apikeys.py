@@ -44,6 +44,14 @@ def authenticate_key(raw: str) -> ApiKey | None:
     return key
 
 
+def rename_api_key(key: ApiKey, name: str) -> bool:
+    """Give ``key`` a new name; False when it was revoked, since a revoked key
+    keeps its name as the record of what it was."""
+    renamed = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(name=name[:100])
+    key.refresh_from_db()
+    return bool(renamed)
+
+
 def revoke_api_key(key: ApiKey) -> None:
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     key.refresh_from_db()

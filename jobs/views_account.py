@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs import ledger
-from jobs.apikeys import KEY_PREFIX, create_api_key, revoke_api_key
+from jobs.apikeys import KEY_PREFIX, create_api_key, rename_api_key, revoke_api_key
 from jobs.forms_account import ApiKeyNameForm, SignUpForm
 from jobs.models import ApiKey, LedgerEntry
 
@@ -167,11 +167,12 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 def api_key_rename(request: HttpRequest, key_id: int) -> HttpResponse:
     key = _own_key(request, key_id)
     form = ApiKeyNameForm(request.POST)
-    if form.is_valid():
-        ApiKey.objects.filter(pk=key.pk).update(name=form.cleaned_data["name"])
-        messages.success(request, f"The key {KEY_PREFIX}{key.prefix}… is now called “{form.cleaned_data['name']}”.")
-    else:
+    if not form.is_valid():
         messages.error(request, " ".join(form.errors["name"]))
+    elif rename_api_key(key, form.cleaned_data["name"]):
+        messages.success(request, f"The key {KEY_PREFIX}{key.prefix}… is now called “{key.name}”.")
+    else:
+        messages.error(request, f"The key {KEY_PREFIX}{key.prefix}… was revoked; it keeps the name it had.")
     return redirect("keys")
 
 

@@ -175,6 +175,18 @@ def test_rename_and_revoke_a_key(client):
     assert "Revoked" in client.get(reverse("keys")).content.decode()
 
 
+def test_a_revoked_key_keeps_its_name(client):
+    user = UserFactory()
+    client.force_login(user)
+    client.post(reverse("keys"), {"name": "Zapier"})
+    key = ApiKey.objects.get()
+    client.post(reverse("key-revoke", args=[key.pk]))
+    response = client.post(reverse("key-rename", args=[key.pk]), {"name": "something else"}, follow=True)
+    assert "was revoked; it keeps the name it had" in response.content.decode()
+    key.refresh_from_db()
+    assert key.name == "Zapier"
+
+
 def test_another_users_key_is_not_found(client):
     other = UserFactory()
     client.force_login(other)
