@@ -59,7 +59,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.api.auth import ApiKeyAuthentication
 from jobs.apikeys import authenticate_key
-from jobs.creation import JobInputError, create_job, create_upload, parse_number
+from jobs.creation import JobInputError, create_job_from_image, parse_number
 from jobs.ledger import InsufficientCredits
 from jobs.models import Job
 from jobs.serving import serve_file
@@ -189,8 +189,9 @@ class ImageToVideo(APIView):
                 raise JobInputError("image", "image must be a file upload (multipart/form-data), not a text field.")
             raise JobInputError("image", "image is required: send a JPEG or PNG file in the multipart field 'image'.")
         params = {name: _parameter(data, name) for name in PARAMETERS}
-        upload = create_upload(owner=request.user, source=image, filename=image.name or "")
-        job = create_job(owner=request.user, upload=upload, provider=compat_provider(), **params)
+        job = create_job_from_image(
+            owner=request.user, source=image, filename=image.name or "", provider=compat_provider(), **params
+        )
         response = Response({"success": True, "id": job.pk.hex, "message": STARTED_MESSAGE})
         response["Cache-Control"] = "no-store"
         return response

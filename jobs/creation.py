@@ -173,3 +173,32 @@ def create_job(
         if enqueue:
             enqueue_advance(job.pk)
     return job
+
+
+def create_job_from_image(
+    *, owner, source: bytes | BinaryIO, filename: str = "", framing: str | None = None, **job_fields
+) -> Job:
+    """Store an image and start a job on it, as ``create_upload`` then ``create_job``.
+
+    When the job is refused (bad parameters, not enough credits) the image just
+    stored is deleted again, so a refusal leaves nothing behind.
+    """
+    upload = create_upload(owner=owner, source=source, filename=filename, framing=framing)
+    try:
+        return create_job(owner=owner, upload=upload, **job_fields)
+    except BaseException:
+        discard_upload(upload)
+        raise
+
+
+def discard_upload(upload: Upload) -> bool:
+    """Delete an upload and its files, unless a job uses it; True when deleted."""
+    with transaction.atomic():
+        deleted, _ = Upload.objects.filter(pk=upload.pk, jobs__isnull=True).delete()
+    if not deleted:
+        return False
+    # The files go only once the row is gone: a file without a row is harmless, a row without its file is not.
+    for field in (upload.original, upload.normalized):
+        if field:
+            field.storage.delete(field.name)
+    return True

@@ -18,7 +18,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from jobs import pipeline
-from jobs.models import Job
+from jobs.creation import discard_upload
+from jobs.models import Job, Upload
 from jobs.tasks import enqueue_advance, enqueue_batch
 from providers.registry import UnknownProvider, provider_class
 
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 2000
 POLL_BATCH = 25
+# An upload is stored a moment before its job; one still without a job after
+# this long was left by a process that died in between.
+ORPHAN_UPLOAD_AGE = timedelta(hours=1)
 
 
 def due_jobs(now=None):
@@ -119,3 +123,10 @@ def expire_results(now=None) -> int:
         ):
             expired += 1
     return expired
+
+
+def discard_orphan_uploads(now=None) -> int:
+    """Delete uploads (and their files) that never got a job."""
+    now = now or timezone.now()
+    orphans = Upload.objects.filter(jobs__isnull=True, created_at__lt=now - ORPHAN_UPLOAD_AGE)
+    return sum(discard_upload(upload) for upload in orphans[:BATCH])

@@ -19,7 +19,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs import actions
-from jobs.creation import JobInputError, create_job, create_upload
+from jobs.creation import JobInputError, create_job, create_job_from_image
 from jobs.forms import CreateJobForm, HistoryFilterForm, provider_labels, provider_options
 from jobs.intake import FRAMINGS
 from jobs.ledger import InsufficientCredits, balance_of
@@ -130,15 +130,11 @@ def home(request: HttpRequest) -> HttpResponse:
         form.add_error("provider", InsufficientCredits(balance, cost).message)
         return _render_create(request, form, status=402)
     try:
-        upload = create_upload(
+        job = create_job_from_image(
             owner=request.user,
             source=data["image"],
             filename=data["image"].name,
             framing=None if data["framing"] == "auto" else data["framing"],
-        )
-        job = create_job(
-            owner=request.user,
-            upload=upload,
             provider=data["provider"],
             model=data["model"],
             seed=data["seed"],

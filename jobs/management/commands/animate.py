@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs import ledger, media, pipeline
-from jobs.creation import JobInputError, create_job, create_upload
+from jobs.creation import JobInputError, create_job_from_image
 from jobs.models import Job
 
 CLI_USER = "cli"
@@ -49,16 +49,17 @@ class Command(BaseCommand):
             ledger.open_account(owner)
         try:
             with image.open("rb") as handle:
-                upload = create_upload(owner=owner, source=handle, filename=image.name, framing=opts["framing"])
-            job = create_job(
-                owner=owner,
-                upload=upload,
-                provider=opts["provider"],
-                seed=opts["seed"],
-                cfg_scale=opts["cfg_scale"],
-                motion_bucket_id=opts["motion"],
-                enqueue=False,
-            )
+                job = create_job_from_image(
+                    owner=owner,
+                    source=handle,
+                    filename=image.name,
+                    framing=opts["framing"],
+                    provider=opts["provider"],
+                    seed=opts["seed"],
+                    cfg_scale=opts["cfg_scale"],
+                    motion_bucket_id=opts["motion"],
+                    enqueue=False,
+                )
         except JobInputError as exc:
             raise CommandError(f"{exc.field}: {exc.message}") from None
         except ledger.InsufficientCredits as exc:

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from jobs.sweeper import expire_results, expire_unstarted, sweep
+from jobs.sweeper import discard_orphan_uploads, expire_results, expire_unstarted, sweep
 
 
 class Command(BaseCommand):
@@ -30,6 +30,7 @@ class Command(BaseCommand):
             if time.monotonic() - last_expiry > 60:
                 expire_results()
                 expire_unstarted()
+                discard_orphan_uploads()
                 last_expiry = time.monotonic()
             if dispatched:
                 self.stdout.write(f"dispatched {dispatched} job(s)")
