@@ -44,9 +44,12 @@ except ImportError:  # Pillow built without littlecms: colours are then taken as
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 # A 40 MP RGBA frame is 160 MB decoded; with the copies made while converting that is about
-# what one worker should spend on an upload. Ordinary phone photos (12-24 MP) pass; the
-# full-resolution 48/50 MP modes of some phones do not.
+# what one worker should spend on an upload. That bounds PNG, which is decoded whole.
 MAX_PIXELS = 40_000_000
+# JPEG is decoded by libjpeg at 1/2 to 1/8 scale when the frame needs fewer pixels (see
+# _draft_for_target), so a 48, 50 or 64 MP phone photo costs a few megapixels in memory.
+# Just under Pillow's own 89.5 MP bomb warning, which stays a refusal.
+MAX_JPEG_PIXELS = 89_000_000
 # Caps the long side separately so a 12000x3 sliver cannot sneak under the pixel count and
 # then be scaled up ~1000x to cover the frame.
 MAX_SIDE = 12_000
@@ -382,7 +385,7 @@ def _decode_and_fit(
         try:
             img = Image.open(io.BytesIO(data), formats=[name for name, f in _PILLOW_FORMATS.items() if f == fmt])
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise _too_many_pixels(None) from exc
+            raise _too_many_pixels(None, fmt) from exc
         except Exception as exc:  # Pillow raises many types for malformed headers.
             raise _damaged(exc) from exc
 
@@ -393,8 +396,8 @@ def _decode_and_fit(
             stored_w, stored_h = img.size
             if stored_w < 1 or stored_h < 1:
                 raise ImageRejected("corrupt", _DAMAGED_MESSAGE)
-            if stored_w * stored_h > MAX_PIXELS or max(stored_w, stored_h) > MAX_SIDE:
-                raise _too_many_pixels((stored_w, stored_h))
+            if stored_w * stored_h > pixel_cap(fmt) or max(stored_w, stored_h) > MAX_SIDE:
+                raise _too_many_pixels((stored_w, stored_h), fmt)
 
             # JPEG carries EXIF in its header; PNG may put it after the pixels, so it is read
             # after decoding.
@@ -404,7 +407,7 @@ def _decode_and_fit(
                     _draft_for_target(img, orientation, target)
                 img.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise _too_many_pixels((stored_w, stored_h)) from exc
+                raise _too_many_pixels((stored_w, stored_h), fmt) from exc
             except MemoryError:
                 # Within the pixel caps this is the server running short, not a bad file.
                 raise
@@ -565,17 +568,20 @@ def _damaged(exc: BaseException) -> ImageRejected:
     return ImageRejected("corrupt", _DAMAGED_MESSAGE)
 
 
-def _too_many_pixels(size: tuple[int, int] | None) -> ImageRejected:
-    limit = f"{MAX_PIXELS / 1_000_000:g} megapixels and {MAX_SIDE} pixels per side"
+def pixel_cap(fmt: str) -> int:
+    """How many pixels an image of this format may have."""
+    return MAX_JPEG_PIXELS if fmt == "JPEG" else MAX_PIXELS
+
+
+def _too_many_pixels(size: tuple[int, int] | None, fmt: str) -> ImageRejected:
+    limit = f"{fmt} images may have at most {pixel_cap(fmt) / 1_000_000:g} megapixels and {MAX_SIDE} pixels per side"
     if size is None:
         return ImageRejected(
             "too_many_pixels",
-            f"This image has far too many pixels to process; images may have at most {limit}. "
-            "Resize it and upload again.",
+            f"This image has far too many pixels to process; {limit}. Resize it and upload again.",
         )
     w, h = size
     return ImageRejected(
         "too_many_pixels",
-        f"This image is {w}x{h} pixels ({w * h / 1_000_000:.1f} megapixels); images may have at most {limit}. "
-        "Resize it and upload again.",
+        f"This image is {w}x{h} pixels ({w * h / 1_000_000:.1f} megapixels); {limit}. Resize it and upload again.",
     )

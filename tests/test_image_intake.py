@@ -20,6 +20,7 @@ from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from jobs.intake import (
     FRAMINGS,
+    MAX_JPEG_PIXELS,
     MAX_PIXELS,
     ImageRejected,
     NormalizedImage,
@@ -486,6 +487,45 @@ def test_image_over_the_pixel_cap_but_under_pillows_limit_is_refused_before_deco
     error = rejected(handmade_png(side, side, bit_depth=1, color_type=0))
 
     assert error.code == "too_many_pixels"
+    assert load_calls == []
+
+
+def test_a_48_megapixel_phone_jpeg_is_accepted_and_decoded_at_a_fraction_of_its_size(monkeypatch):
+    decoded = []
+    original = ImageFile.ImageFile.load
+
+    def spy(self):
+        result = original(self)
+        decoded.append(self.size)
+        return result
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    photo = encode(halves(8000, 6000), "JPEG", quality=60)
+    assert 8000 * 6000 > MAX_PIXELS  # over the PNG cap
+
+    result = normalize_image(photo)
+
+    assert (result.width, result.height) == (1024, 576) and result.source_width == 8000
+    assert decoded and all(w * h <= 8000 * 6000 / 16 for w, h in decoded)  # 1/4 scale or less
+
+
+def test_a_png_of_the_same_size_is_refused_naming_the_png_cap(load_calls):
+    error = rejected(handmade_png(8000, 6000, bit_depth=1, color_type=0))
+
+    assert error.code == "too_many_pixels"
+    assert "PNG images may have at most 40 megapixels" in error.message
+    assert load_calls == []
+
+
+def test_a_jpeg_over_its_own_cap_is_refused_before_decoding(load_calls):
+    side = int(MAX_JPEG_PIXELS**0.5) + 10
+    header_only = encode(Image.new("L", (side, side)), "JPEG", quality=10)
+
+    error = rejected(header_only)
+
+    assert error.code == "too_many_pixels"
+    assert f"This image is {side}x{side} pixels" in error.message
+    assert "JPEG images may have at most 89 megapixels" in error.message
     assert load_calls == []
 
 
