@@ -20,7 +20,7 @@ PNG of exactly one of the supported sizes, with no metadata. So the rules from t
 
 Refusals are ``ImageRejected`` with a short machine ``code`` and a ``message`` written for the
 person who uploaded the file. The codes are: ``empty``, ``too_large``, ``not_an_image``,
-``unsupported_format``, ``too_many_pixels``, ``truncated``, ``corrupt``, ``bad_framing``.
+``unsupported_format``, ``too_many_pixels``, ``too_many_scans``, ``truncated``, ``corrupt``, ``bad_framing``.
 """
 
 from __future__ import annotations
@@ -46,10 +46,14 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 # A 40 MP RGBA frame is 160 MB decoded; with the copies made while converting that is about
 # what one worker should spend on an upload. That bounds PNG, which is decoded whole.
 MAX_PIXELS = 40_000_000
-# JPEG is decoded by libjpeg at 1/2 to 1/8 scale when the frame needs fewer pixels (see
-# _draft_for_target), so a 48, 50 or 64 MP phone photo costs a few megapixels in memory.
-# Just under Pillow's own 89.5 MP bomb warning, which stays a refusal.
+# A baseline JPEG is decoded by libjpeg at 1/2 to 1/8 scale when the frame needs fewer pixels
+# (see _draft_for_target), so a 48, 50 or 64 MP phone photo costs a few megapixels in memory.
+# Just under Pillow's own 89.5 MP bomb warning, which stays a refusal. A progressive JPEG
+# keeps every coefficient of the full image in memory whatever the scale, so it gets PNG's cap.
 MAX_JPEG_PIXELS = 89_000_000
+# Each scan of a progressive JPEG is another pass over the whole image; encoders write about
+# ten. Thousands of tiny scans make a small file that takes minutes to decode.
+MAX_JPEG_SCANS = 100
 # Caps the long side separately so a 12000x3 sliver cannot sneak under the pixel count and
 # then be scaled up ~1000x to cover the frame.
 MAX_SIDE = 12_000
@@ -396,8 +400,18 @@ def _decode_and_fit(
             stored_w, stored_h = img.size
             if stored_w < 1 or stored_h < 1:
                 raise ImageRejected("corrupt", _DAMAGED_MESSAGE)
-            if stored_w * stored_h > pixel_cap(fmt) or max(stored_w, stored_h) > MAX_SIDE:
-                raise _too_many_pixels((stored_w, stored_h), fmt)
+            kind = "progressive JPEG" if fmt == "JPEG" and img.info.get("progressive") else fmt
+            if stored_w * stored_h > pixel_cap(kind) or max(stored_w, stored_h) > MAX_SIDE:
+                raise _too_many_pixels((stored_w, stored_h), kind)
+            # In coded data a 0xFF byte is followed by 0x00 or a restart marker, so this counts
+            # scan headers (plus those of an embedded thumbnail).
+            scans = data.count(b"\xff\xda") if kind == "progressive JPEG" else 0
+            if scans > MAX_JPEG_SCANS:
+                raise ImageRejected(
+                    "too_many_scans",
+                    f"This JPEG is split into {scans} scans (photos have about ten), "
+                    "which would take far too long to decode. Save it again as an ordinary JPEG and upload that.",
+                )
 
             # JPEG carries EXIF in its header; PNG may put it after the pixels, so it is read
             # after decoding.
@@ -407,7 +421,7 @@ def _decode_and_fit(
                     _draft_for_target(img, orientation, target)
                 img.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise _too_many_pixels((stored_w, stored_h), fmt) from exc
+                raise _too_many_pixels((stored_w, stored_h), kind) from exc
             except MemoryError:
                 # Within the pixel caps this is the server running short, not a bad file.
                 raise
@@ -568,13 +582,13 @@ def _damaged(exc: BaseException) -> ImageRejected:
     return ImageRejected("corrupt", _DAMAGED_MESSAGE)
 
 
-def pixel_cap(fmt: str) -> int:
-    """How many pixels an image of this format may have."""
-    return MAX_JPEG_PIXELS if fmt == "JPEG" else MAX_PIXELS
+def pixel_cap(kind: str) -> int:
+    """How many pixels an image of this kind ("JPEG", "progressive JPEG", "PNG") may have."""
+    return MAX_JPEG_PIXELS if kind == "JPEG" else MAX_PIXELS
 
 
-def _too_many_pixels(size: tuple[int, int] | None, fmt: str) -> ImageRejected:
-    limit = f"{fmt} images may have at most {pixel_cap(fmt) / 1_000_000:g} megapixels and {MAX_SIDE} pixels per side"
+def _too_many_pixels(size: tuple[int, int] | None, kind: str) -> ImageRejected:
+    limit = f"{kind} images may have at most {pixel_cap(kind) / 1_000_000:g} megapixels and {MAX_SIDE} pixels per side"
     if size is None:
         return ImageRejected(
             "too_many_pixels",

@@ -529,6 +529,34 @@ def test_a_jpeg_over_its_own_cap_is_refused_before_decoding(load_calls):
     assert load_calls == []
 
 
+def test_an_ordinary_progressive_jpeg_is_accepted():
+    result = normalize_image(encode(halves(1600, 900), "JPEG", quality=85, progressive=True))
+
+    assert (result.width, result.height) == (1024, 576)
+
+
+def test_a_progressive_jpeg_gets_the_pixel_cap_of_an_image_decoded_whole(load_calls):
+    # Progressive decoding keeps the full image's coefficients, whatever the output scale.
+    error = rejected(encode(Image.new("L", (8000, 6000)), "JPEG", quality=10, progressive=True))
+
+    assert error.code == "too_many_pixels"
+    assert "progressive JPEG images may have at most 40 megapixels" in error.message
+    assert load_calls == []
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(load_calls):
+    data = encode(picture(64, 64), "JPEG", progressive=True)
+    last_scan = data[data.rindex(b"\xff\xda") : -2]
+    scan_bomb = data[:-2] + last_scan * 2000 + b"\xff\xd9"
+    assert len(scan_bomb) < 1 * MB
+
+    error = rejected(scan_bomb)
+
+    assert error.code == "too_many_scans"
+    assert "split into 2010 scans" in error.message
+    assert load_calls == []
+
+
 def test_very_long_sliver_is_refused_even_with_few_pixels(load_calls):
     error = rejected(handmade_png(20000, 2, bit_depth=8, color_type=0))
 
