@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView as DRFView
 
 from jobs import actions, ledger
+from jobs.api import examples as ex
 from jobs.api import serializers as s
 from jobs.api.errors import error_body
 from jobs.api.idempotency import idempotent
@@ -65,6 +66,7 @@ class JobListCreate(APIView):
         summary="List your jobs, newest first",
         parameters=[s.JobListQuery],
         responses={200: s.JobPageOutput, **ERRORS},
+        examples=ex.JOBS_LIST,
     )
     def get(self, request):
         # A plain dict: DRF would read an empty query value as "not sent".
@@ -107,13 +109,7 @@ class JobListCreate(APIView):
             422: OpenApiResponse(s.ErrorOutput, description="Idempotency-Key reused with another body."),
             **ERRORS,
         },
-        examples=[
-            OpenApiExample(
-                "From a URL",
-                value={"image_url": "https://example.com/photo.jpg", "provider": "local", "motion_bucket_id": 160},
-                request_only=True,
-            )
-        ],
+        examples=ex.JOBS_CREATE,
     )
     @idempotent
     def post(self, request):
@@ -145,7 +141,10 @@ class JobListCreate(APIView):
 
 class JobDetail(APIView):
     @extend_schema(
-        operation_id="jobs_retrieve", summary="A job with its timeline", responses={200: s.JobDetailOutput, **ERRORS}
+        operation_id="jobs_retrieve",
+        summary="A job with its timeline",
+        responses={200: s.JobDetailOutput, **ERRORS},
+        examples=ex.JOBS_RETRIEVE,
     )
     def get(self, request, job_id):
         job = _own_job(request, job_id)
@@ -162,6 +161,7 @@ class JobCancel(APIView):
             409: OpenApiResponse(s.ErrorOutput, description="Finished, or the provider cannot stop it any more."),
             **ERRORS,
         },
+        examples=ex.JOBS_CANCEL,
     )
     def post(self, request, job_id):
         job = actions.cancel_job(_own_job(request, job_id), by=request.user)
@@ -179,6 +179,7 @@ class JobRetry(APIView):
             409: OpenApiResponse(s.ErrorOutput, description="Only failed or cancelled jobs can be retried."),
             **ERRORS,
         },
+        examples=ex.JOBS_RETRY,
     )
     def post(self, request, job_id):
         new = actions.retry_job(_own_job(request, job_id), by=request.user)
@@ -202,6 +203,7 @@ class JobFile(APIView):
             (206, "video/mp4"): OpenApiTypes.BINARY,
             404: OpenApiResponse(s.ErrorOutput),
         },
+        examples=ex.JOBS_FILE,
     )
     def get(self, request, job_id, kind):
         if kind not in ("video", "poster"):
@@ -226,6 +228,7 @@ class ProviderList(APIView):
         operation_id="providers_list",
         summary="Enabled providers, their parameters and costs",
         responses={200: s.ProviderOutput(many=True), **ERRORS},
+        examples=ex.PROVIDERS_LIST,
     )
     def get(self, request):
         rows = []
@@ -261,7 +264,10 @@ def vars_of(param) -> dict:
 
 class CreditBalance(APIView):
     @extend_schema(
-        operation_id="credits_balance", summary="Your credit balance", responses={200: s.BalanceOutput, **ERRORS}
+        operation_id="credits_balance",
+        summary="Your credit balance",
+        responses={200: s.BalanceOutput, **ERRORS},
+        examples=ex.CREDITS_BALANCE,
     )
     def get(self, request):
         return Response({"balance": ledger.balance_of(request.user)})
@@ -273,6 +279,7 @@ class CreditLedger(APIView):
         summary="Your ledger, newest first",
         parameters=[s.PageQuery],
         responses={200: s.LedgerPageOutput, **ERRORS},
+        examples=ex.CREDITS_LEDGER,
     )
     def get(self, request):
         s.PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
@@ -286,6 +293,7 @@ class ApiKeyListCreate(APIView):
         operation_id="keys_list",
         summary="Your API keys (prefixes only)",
         responses={200: s.ApiKeyOutput(many=True), **ERRORS},
+        examples=ex.KEYS_LIST,
     )
     def get(self, request):
         return Response(s.ApiKeyOutput(request.user.api_keys.all(), many=True).data)
@@ -295,6 +303,7 @@ class ApiKeyListCreate(APIView):
         summary="Create an API key; the key is shown only in this answer",
         request=s.ApiKeyInput,
         responses={201: s.ApiKeyCreatedOutput, **ERRORS},
+        examples=ex.KEYS_CREATE,
     )
     def post(self, request):
         data = s.ApiKeyInput(data=request.data)
@@ -306,7 +315,11 @@ class ApiKeyListCreate(APIView):
 
 class ApiKeyRevoke(APIView):
     @extend_schema(
-        operation_id="keys_revoke", summary="Revoke an API key", request=None, responses={204: None, **ERRORS}
+        operation_id="keys_revoke",
+        summary="Revoke an API key",
+        request=None,
+        responses={204: None, **ERRORS},
+        examples=ex.KEYS_REVOKE,
     )
     def delete(self, request, prefix):
         key = ApiKey.objects.filter(user=request.user, prefix=prefix).first()

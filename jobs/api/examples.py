@@ -1,0 +1,397 @@
+"""Hand-written examples for the native API's OpenAPI schema, one list per operation.
+
+The values are bodies the API really answers (copied from real calls, with the ids and
+times made up), so Swagger UI and ReDoc show a caller what to expect. The tests in
+``tests/test_api_docs.py`` validate every example against its schema and compare the job
+detail with a real answer, so an example cannot quietly drift from the code.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiExample
+
+from jobs.api.errors import error_body
+
+ORIGIN = "https://i2v.example.com"
+JOB_ID = "3f6c2a8e-9b1d-4e57-a0c4-7d2e5b9f1a36"
+FAILED_JOB_ID = "c0a4e9d2-7f31-4b8e-9a65-1d3f7e2b8c40"
+RETRIED_JOB_ID = "b81e4d07-2c6a-4f93-8e15-6a0d9c3b7f42"
+
+# --- builders ----------------------------------------------------------------------------
+
+
+def request(name: str, value: dict, media_type: str = "application/json") -> OpenApiExample:
+    return OpenApiExample(name, value=value, request_only=True, media_type=media_type)
+
+
+def response(name: str, value: object, status: int = 200) -> OpenApiExample:
+    # A list endpoint's example is one item: drf-spectacular wraps it in the list itself.
+    return OpenApiExample(name, value=value, response_only=True, status_codes=[status])
+
+
+def error(name: str, status: int, code: str, message: str, fields: dict | None = None, **extra) -> OpenApiExample:
+    # Built by the error handler's own function, so the envelope cannot differ from a real one.
+    return response(name, error_body(status, code, message, fields, **extra), status)
+
+
+def invalid(name: str, field: str, problem: str) -> OpenApiExample:
+    """A serializer's refusal: the handler prefixes the message with the field's name."""
+    return error(name, 400, "invalid", f"{field}: {problem}", {field: [problem]})
+
+
+def rejected(name: str, field: str, code: str, message: str, status: int = 400) -> OpenApiExample:
+    """A refusal from the image and parameter checks, which carry their own code."""
+    return error(name, status, code, message, {field: [message]})
+
+
+def result_link(job_id: str, kind: str, signature: str) -> str:
+    # As signed_result_url makes it: the token is "<job id>:<kind>:<timestamp>:<signature>".
+    return f"{ORIGIN}/api/v1/jobs/{job_id}/{kind}?token={job_id}:{kind}:1wKq3d:{signature}"
+
+
+def timeline(*steps: tuple[str, str, str, str]) -> list[dict]:
+    return [dict(zip(("at", "from_status", "to_status", "message"), step, strict=True)) for step in steps]
+
+
+# --- errors every operation may answer ---------------------------------------------------
+# views.ERRORS documents 400 and 404 on every operation, even on those without input or an
+# id, which cannot really answer them; these show the generic refusals there.
+
+NO_KEY = error("No key", 401, "not_authenticated", "Authentication credentials were not provided.")
+BAD_KEY = error("Wrong or revoked key", 401, "authentication_failed", "The API key is missing, wrong or revoked.")
+THROTTLED = error("Throttled", 429, "throttled", "Request was throttled. Expected available in 23 seconds.")
+NOT_FOUND = error("Not found", 404, "not_found", "Not found.")
+MALFORMED = error(
+    "Malformed JSON",
+    400,
+    "parse_error",
+    "JSON parse error - Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+)
+SHARED = (NO_KEY, BAD_KEY, THROTTLED, NOT_FOUND, MALFORMED)
+
+
+def operation(*examples: OpenApiExample) -> list[OpenApiExample]:
+    """An operation's own examples, plus the shared errors for each status it has none of its own for.
+    Examples for a status the operation does not document are left out of the schema."""
+    own = {code for example in examples for code in example.status_codes or ()}
+    return [*examples, *(example for example in SHARED if example.status_codes[0] not in own)]
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+QUEUED_JOB = {
+    "id": JOB_ID,
+    "status": "queued",
+    "progress": 0.0,
+    "queue_position": None,
+    "status_message": "Waiting for a worker",
+    "provider": "local",
+    "model": "camera-motion",
+    "parameters": {
+        "seed": 7,
+        "cfg_scale": 1.8,
+        "motion_bucket_id": 180,
+        "prompt": "",
+        "negative_prompt": "",
+        "width": 1024,
+        "height": 576,
+    },
+    "seed_used": None,
+    "cost": 1,
+    "finish_reason": "",
+    "video": None,
+    "error": None,
+    "request_id": "order-1042",
+    "created_at": "2026-03-14T09:26:53.589793Z",
+    "submitted_at": None,
+    "finished_at": None,
+    "expires_at": None,
+}
+COMPLETED_JOB = {
+    **QUEUED_JOB,
+    "status": "completed",
+    "progress": 1.0,
+    "status_message": "Video ready",
+    "seed_used": 7,
+    "finish_reason": "SUCCESS",
+    "video": {
+        "url": result_link(JOB_ID, "video", "AdvaSYSx-FWHBN_6X-mchgtPFd0QTSEuqnBoc_omr0w"),
+        "poster_url": result_link(JOB_ID, "poster", "OW23zUgxuoWIrZA1ElKnXsR9ao-upYCV3o5huAo0X-8"),
+        "frames": 25,
+        "duration": 2.083,
+        "bytes": 120131,
+    },
+    "submitted_at": "2026-03-14T09:26:53.871402Z",
+    "finished_at": "2026-03-14T09:26:55.310566Z",
+    "expires_at": "2026-03-15T09:26:55.310566Z",
+}
+CANCELLED_JOB = {**QUEUED_JOB, "status": "cancelled", "status_message": "Cancelled"}
+TIMED_OUT = (
+    "The provider did not finish within 7 minutes, so we stopped waiting. "
+    "It has not been charged; please try again, perhaps with another provider."
+)
+FAILED_JOB = {
+    **QUEUED_JOB,
+    "id": FAILED_JOB_ID,
+    "status": "failed",
+    "status_message": TIMED_OUT,
+    "provider": "stability",
+    "model": "stable-video-diffusion",
+    "parameters": {**QUEUED_JOB["parameters"], "seed": 0, "cfg_scale": 2.5, "motion_bucket_id": 160},
+    "cost": 20,
+    "error": {"code": "timed_out", "message": TIMED_OUT},
+    "request_id": "order-1043",
+    "created_at": "2026-03-14T10:02:11.204518Z",
+    "submitted_at": "2026-03-14T10:02:11.993047Z",
+    "finished_at": "2026-03-14T10:09:14.118230Z",
+}
+# A retry is a new job with the old one's image, provider and parameters.
+RETRIED_JOB = {
+    **QUEUED_JOB,
+    **{key: FAILED_JOB[key] for key in ("provider", "model", "parameters", "cost", "request_id")},
+    "id": RETRIED_JOB_ID,
+    "created_at": "2026-03-14T10:15:40.662871Z",
+}
+
+NO_CREDITS = error(
+    "Not enough credits",
+    402,
+    "insufficient_credits",
+    "Not enough credits: this costs 20 credits and your balance is 5. "
+    "Ask for more credits or choose a cheaper provider.",
+    balance=5,
+    cost=20,
+)
+PAST_THE_LAST_PAGE = error("Past the last page", 404, "not_found", "Invalid page.")
+
+JOBS_LIST = operation(
+    response(
+        "A page of jobs",
+        {
+            "count": 2,
+            "next": None,
+            "previous": None,
+            "results": [FAILED_JOB, COMPLETED_JOB],
+        },
+    ),
+    invalid("Unknown status", "status", '"done" is not a valid choice.'),
+    PAST_THE_LAST_PAGE,
+)
+
+JOBS_CREATE = operation(
+    request(
+        "Upload a file",
+        {
+            "image": "(the JPEG or PNG file)",
+            "provider": "local",
+            "seed": 7,
+            "motion_bucket_id": 180,
+            "request_id": "order-1042",
+        },
+        media_type="multipart/form-data",
+    ),
+    request(
+        "From a URL",
+        {
+            "image_url": "https://example.com/photos/harbour.jpg",
+            "provider": "stability",
+            "cfg_scale": 2.5,
+            "motion_bucket_id": 160,
+            "request_id": "order-1043",
+        },
+    ),
+    request(
+        "From base64",
+        {
+            "data_uri": "data:image/png;base64,"
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+            "provider": "local",
+            "framing": "square",
+        },
+    ),
+    response("Queued", QUEUED_JOB, 201),
+    invalid("No image", "image", "Send exactly one of image (file), image_url or data_uri."),
+    invalid("Unknown provider", "provider", "Unknown provider runway; choose one of local, stability."),
+    rejected(
+        "Not an image",
+        "image",
+        "not_an_image",
+        "This file is not a JPEG or PNG image (it looks like text). Upload a JPEG or PNG.",
+    ),
+    error("Bad idempotency key", 400, "bad_idempotency_key", "Idempotency-Key must be 1 to 255 printable characters."),
+    NO_CREDITS,
+    error(
+        "Same key still in progress",
+        409,
+        "idempotency_in_progress",
+        "A request with this Idempotency-Key is still being handled; retry shortly.",
+    ),
+    rejected("Image too large", "image", "too_large", "The file is 12.4 MB; images must be 10 MB or smaller.", 413),
+    error("Body too large", 413, "too_large", "The request body is too large."),
+    error(
+        "Key reused with another body",
+        422,
+        "idempotency_key_reused",
+        "This Idempotency-Key was already used with a different request body; use a new key.",
+    ),
+)
+
+JOBS_RETRIEVE = operation(
+    response(
+        "Completed",
+        {
+            **COMPLETED_JOB,
+            "timeline": timeline(
+                (QUEUED_JOB["created_at"], "", "queued", "Job created; 1 credit(s) held"),
+                ("2026-03-14T09:26:53.866120Z", "queued", "preparing", "Preparing"),
+                (COMPLETED_JOB["submitted_at"], "preparing", "submitted", "Submitted to Local (embedded, offline)"),
+                ("2026-03-14T09:26:53.902885Z", "submitted", "running", "Rendering started"),
+                ("2026-03-14T09:26:55.283714Z", "running", "finalizing", "The provider finished; saving the video"),
+                (COMPLETED_JOB["finished_at"], "finalizing", "completed", "Video ready (25 frames, 2.08 s)"),
+            ),
+        },
+    ),
+    response(
+        "Failed",
+        {
+            **FAILED_JOB,
+            "timeline": timeline(
+                (FAILED_JOB["created_at"], "", "queued", "Job created; 20 credit(s) held"),
+                ("2026-03-14T10:02:11.240310Z", "queued", "preparing", "Preparing"),
+                (
+                    FAILED_JOB["submitted_at"],
+                    "preparing",
+                    "submitted",
+                    "Submitted to Stability AI — Stable Video Diffusion",
+                ),
+                (FAILED_JOB["finished_at"], "submitted", "failed", TIMED_OUT),
+            ),
+        },
+    ),
+)
+
+JOBS_CANCEL = operation(
+    response("Cancelled", CANCELLED_JOB),
+    error("Already finished", 409, "conflict", "This job is already completed; there is nothing to cancel."),
+    error(
+        "The provider cannot stop it",
+        409,
+        "conflict",
+        "This job is already with Stability AI — Stable Video Diffusion, which cannot stop it; "
+        "it will finish on its own.",
+    ),
+)
+
+JOBS_RETRY = operation(
+    response("Queued again as a new job", RETRIED_JOB, 201),
+    NO_CREDITS,
+    error("Not failed or cancelled", 409, "conflict", "Only a failed or cancelled job can be retried."),
+)
+
+# The file itself has no useful literal example; these say what comes back instead.
+JOBS_FILE = [
+    OpenApiExample(
+        "The whole file",
+        response_only=True,
+        media_type="video/mp4",
+        status_codes=[200],
+        description="The MP4's bytes, with `Content-Length` and `Accept-Ranges: bytes`.",
+    ),
+    OpenApiExample(
+        "A range of it",
+        response_only=True,
+        media_type="video/mp4",
+        status_codes=[206],
+        description="For `Range: bytes=0-1023`: the first 1024 bytes, with `Content-Range: bytes 0-1023/120131`.",
+    ),
+    error("Expired or tampered link", 404, "not_found", "Not found."),
+]
+
+# --- providers, credits and keys -------------------------------------------------------------
+
+PROVIDERS_LIST = operation(
+    response(
+        "The local renderer",
+        {
+            "name": "local",
+            "label": "Local (embedded, offline)",
+            "models": ["camera-motion"],
+            "default_model": "camera-motion",
+            "sizes": ["1024x576", "576x1024", "768x768"],
+            "parameters": {
+                "seed": {"minimum": 0.0, "maximum": 4294967294.0, "default": 0.0},
+                "cfg_scale": {"minimum": 0.0, "maximum": 10.0, "default": 1.8},
+                "motion_bucket_id": {"minimum": 1.0, "maximum": 255.0, "default": 127.0},
+            },
+            "cost": 1,
+            "min_poll_interval": 0.0,
+            "capabilities": {"supports_cancel": False, "supports_webhook": False, "needs_prompt": False},
+        },
+    )
+)
+
+CREDITS_BALANCE = operation(response("Balance", {"balance": 99}))
+
+CREDITS_LEDGER = operation(
+    response(
+        "A page of entries",
+        {
+            "count": 3,
+            "next": None,
+            "previous": None,
+            "results": [
+                {
+                    "id": 3,
+                    "at": COMPLETED_JOB["finished_at"],
+                    "kind": "capture",
+                    "amount": 0,
+                    "balance_after": 99,
+                    "job": JOB_ID,
+                    "reason": "Charged 1 for a completed video",
+                },
+                {
+                    "id": 2,
+                    "at": QUEUED_JOB["created_at"],
+                    "kind": "hold",
+                    "amount": -1,
+                    "balance_after": 99,
+                    "job": JOB_ID,
+                    "reason": "local job",
+                },
+                {
+                    "id": 1,
+                    "at": "2026-03-14T09:20:02.118395Z",
+                    "kind": "grant",
+                    "amount": 100,
+                    "balance_after": 100,
+                    "job": None,
+                    "reason": "Starting credits",
+                },
+            ],
+        },
+    ),
+    invalid("Page size too large", "page_size", "Ensure this value is less than or equal to 100."),
+    PAST_THE_LAST_PAGE,
+)
+
+API_KEY = {
+    "prefix": "331ff0b0",
+    "name": "CI server",
+    "created_at": "2026-03-14T09:18:40.027614Z",
+    "last_used_at": "2026-03-14T10:15:40.641209Z",
+    "revoked_at": None,
+}
+
+KEYS_LIST = operation(response("One key", API_KEY))
+
+KEYS_CREATE = operation(
+    request("Named key", {"name": "CI server"}),
+    response(
+        "Created",
+        {**API_KEY, "last_used_at": None, "key": "i2v_331ff0b0_0gM7RSDgCNHoK9dlnzSNJKH3KGyw_3hZSxl30uwhExc"},
+        201,
+    ),
+    invalid("Name too long", "name", "Ensure this field has no more than 100 characters."),
+)
+
+KEYS_REVOKE = operation(error("No such key", 404, "not_found", "Not found."))
