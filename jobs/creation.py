@@ -60,7 +60,7 @@ def create_upload(*, owner, source: bytes | BinaryIO, filename: str = "", framin
     return upload
 
 
-def _bound(value: float) -> str:
+def format_bound(value: float) -> str:
     # Whole bounds in full: ":g" would print the seed's 4294967294 as 4.29497e+09.
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -70,7 +70,7 @@ def parse_number(field: str, value, low: float, high: float, *, integer: bool, l
     a message that names the field and the range."""
     label = label or field.replace("_", " ")
     kind = "a whole number" if integer else "a number"
-    span = f"from {_bound(low)} to {_bound(high)}"
+    span = f"from {format_bound(low)} to {format_bound(high)}"
     try:
         number = float(value)
     except (TypeError, ValueError):

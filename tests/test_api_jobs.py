@@ -96,6 +96,8 @@ def test_a_base64_data_uri_is_accepted(django_capture_on_commit_callbacks):
         ({"cfg_scale": 11}, "cfg_scale", "from 0 to 10"),
         ({"motion_bucket_id": 0}, "motion_bucket_id", "from 1 to 255"),
         ({"seed": "abc"}, "seed", "valid integer"),
+        ({"seed": 4294967295}, "seed", "seed must be from 0 to 4294967294."),
+        ({"cfg_scale": -0.5}, "cfg_scale", "cfg_scale must be from 0 to 10."),
         ({"provider": "nope"}, "provider", "Unknown provider"),
         ({"model": "nope"}, "model", "Unknown model"),
         ({"framing": "panorama"}, "framing", "valid choice"),

@@ -304,6 +304,20 @@ JOBS_FILE = [
         status_codes=[206],
         description="For `Range: bytes=0-1023`: the first 1024 bytes, with `Content-Range: bytes 0-1023/120131`.",
     ),
+    OpenApiExample(
+        "The poster",
+        response_only=True,
+        media_type="image/jpeg",
+        status_codes=[200],
+        description="For `kind=poster`: the JPEG of the video's first frame.",
+    ),
+    OpenApiExample(
+        "A range of the poster",
+        response_only=True,
+        media_type="image/jpeg",
+        status_codes=[206],
+        description="For `kind=poster` with `Range: bytes=0-1023`: its first 1024 bytes.",
+    ),
     error("Expired or tampered link", 404, "not_found", "Not found."),
 ]
 

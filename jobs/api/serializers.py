@@ -8,6 +8,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from jobs.creation import format_bound
 from jobs.intake import FRAMINGS
 from jobs.models import ApiKey, Job, JobEvent, LedgerEntry
 from providers.registry import PROVIDERS
@@ -42,7 +43,7 @@ class StrictCharField(serializers.CharField):
 
 
 def _range(name: str, low: float, high: float) -> dict:
-    message = f"{name} must be from {low:g} to {high:g}."
+    message = f"{name} must be from {format_bound(low)} to {format_bound(high)}."
     return {"min_value": low, "max_value": high, "error_messages": {"min_value": message, "max_value": message}}
 
 
@@ -278,6 +279,8 @@ class ErrorBodyOutput(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
     fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    balance = serializers.IntegerField(required=False, help_text="With 402: the caller's credits.")
+    cost = serializers.IntegerField(required=False, help_text="With 402: what the job would cost.")
 
 
 class ErrorOutput(serializers.Serializer):

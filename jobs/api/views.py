@@ -201,6 +201,8 @@ class JobFile(APIView):
         responses={
             (200, "video/mp4"): OpenApiTypes.BINARY,
             (206, "video/mp4"): OpenApiTypes.BINARY,
+            (200, "image/jpeg"): OpenApiTypes.BINARY,
+            (206, "image/jpeg"): OpenApiTypes.BINARY,
             404: OpenApiResponse(s.ErrorOutput),
         },
         examples=ex.JOBS_FILE,
