@@ -12,7 +12,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from jobs import pipeline
-from jobs.models import Job
+from jobs.models import Job, Upload
 from tests.api_helpers import image_file, key_client
 from tests.factories import UserFactory, make_job, photo_bytes
 from tests.fakes.fixtures import stability_server_fixture  # noqa: F401
@@ -111,6 +111,7 @@ def test_bad_parameters_get_a_400_naming_the_field(fields, field, words):
     assert field in error["fields"]
     assert words in " ".join(error["fields"][field])
     assert Job.objects.count() == 0
+    assert Upload.objects.count() == 0  # not even the image is kept
 
 
 @pytest.mark.parametrize(
@@ -191,9 +192,11 @@ def test_another_users_job_is_404_everywhere(django_capture_on_commit_callbacks)
 
 def test_cancel_of_a_queued_job_works_and_of_a_finished_one_is_409(django_capture_on_commit_callbacks):
     client = key_client()
-    queued = create(client).json()["id"]  # not handed to a worker in this test
-    response = client.post(f"/api/v1/jobs/{queued}/cancel")
+    queued = create(client).json()  # not handed to a worker in this test
+    assert queued["cancellable"] is True
+    response = client.post(f"/api/v1/jobs/{queued['id']}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    assert response.json()["cancellable"] is False
 
     done = create(client, django_capture_on_commit_callbacks).json()["id"]
     refused = client.post(f"/api/v1/jobs/{done}/cancel")
@@ -206,6 +209,7 @@ def test_cancel_once_the_provider_cannot_stop_is_409(stability_server):
     client = key_client()
     job_id = create(client, provider="stability").json()["id"]
     pipeline.advance(job_id)
+    assert client.get(f"/api/v1/jobs/{job_id}").json()["cancellable"] is False  # so a client need not try
     response = client.post(f"/api/v1/jobs/{job_id}/cancel")
     assert response.status_code == 409
     assert "cannot stop it" in response.json()["error"]["message"]

@@ -85,6 +85,7 @@ QUEUED_JOB = {
     "progress": 0.0,
     "queue_position": None,
     "status_message": "Waiting for a worker",
+    "cancellable": True,
     "provider": "local",
     "model": "camera-motion",
     "parameters": {
@@ -112,6 +113,7 @@ COMPLETED_JOB = {
     "status": "completed",
     "progress": 1.0,
     "status_message": "Video ready",
+    "cancellable": False,
     "seed_used": 7,
     "finish_reason": "SUCCESS",
     "video": {
@@ -125,7 +127,7 @@ COMPLETED_JOB = {
     "finished_at": "2026-03-14T09:26:55.310566Z",
     "expires_at": "2026-03-15T09:26:55.310566Z",
 }
-CANCELLED_JOB = {**QUEUED_JOB, "status": "cancelled", "status_message": "Cancelled"}
+CANCELLED_JOB = {**QUEUED_JOB, "status": "cancelled", "status_message": "Cancelled", "cancellable": False}
 TIMED_OUT = (
     "The provider did not finish within 7 minutes, so we stopped waiting. "
     "It has not been charged; please try again, perhaps with another provider."
@@ -135,6 +137,7 @@ FAILED_JOB = {
     "id": FAILED_JOB_ID,
     "status": "failed",
     "status_message": TIMED_OUT,
+    "cancellable": False,
     "provider": "stability",
     "model": "stable-video-diffusion",
     "parameters": {**QUEUED_JOB["parameters"], "seed": 0, "cfg_scale": 2.5, "motion_bucket_id": 160},

@@ -8,6 +8,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from jobs.actions import can_cancel
 from jobs.creation import format_bound
 from jobs.intake import FRAMINGS
 from jobs.models import ApiKey, Job, JobEvent, LedgerEntry
@@ -135,6 +136,9 @@ class EventOutput(serializers.ModelSerializer):
 
 
 class JobOutput(serializers.ModelSerializer):
+    cancellable = serializers.SerializerMethodField(
+        help_text="Whether POST …/cancel would be tried now; false once the provider cannot stop the job."
+    )
     parameters = serializers.SerializerMethodField()
     video = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
@@ -147,6 +151,7 @@ class JobOutput(serializers.ModelSerializer):
             "progress",
             "queue_position",
             "status_message",
+            "cancellable",
             "provider",
             "model",
             "parameters",
@@ -161,6 +166,9 @@ class JobOutput(serializers.ModelSerializer):
             "finished_at",
             "expires_at",
         ]
+
+    def get_cancellable(self, job: Job) -> bool:
+        return can_cancel(job)
 
     @extend_schema_field(ParametersOutput)
     def get_parameters(self, job: Job) -> dict:

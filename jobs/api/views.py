@@ -20,7 +20,7 @@ from jobs.api import serializers as s
 from jobs.api.errors import error_body
 from jobs.api.idempotency import idempotent
 from jobs.apikeys import create_api_key, revoke_api_key
-from jobs.creation import create_job, create_upload
+from jobs.creation import create_job_from_image
 from jobs.models import ApiKey, Job
 from jobs.serving import serve_file
 from jobs.sources import fetch_image_url, read_data_uri
@@ -122,10 +122,11 @@ class JobListCreate(APIView):
             source, filename = fetch_image_url(v["image_url"]), v["image_url"].rsplit("/", 1)[-1]
         else:
             source, filename = read_data_uri(v["data_uri"]), "data-uri"
-        upload = create_upload(owner=request.user, source=source, filename=filename, framing=v.get("framing"))
-        job = create_job(
+        job = create_job_from_image(
             owner=request.user,
-            upload=upload,
+            source=source,
+            filename=filename,
+            framing=v.get("framing"),
             provider=v.get("provider"),
             model=v.get("model"),
             seed=v.get("seed"),
