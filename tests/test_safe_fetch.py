@@ -595,11 +595,11 @@ def test_a_body_larger_than_the_cap_is_refused(allowed, length):
 def test_a_declared_length_over_the_cap_is_refused_without_reading_the_body(allowed):
     started = time.monotonic()
     # The server never sends the 50 MB it announces: reading would end in too_slow.
-    refused = refusal(allowed.url("/promises-a-lot"), max_bytes=10 * 1024 * 1024, deadline=5)
+    refused = refusal(allowed.url("/promises-a-lot"), max_bytes=10 * 1024 * 1024, deadline=20)
 
     assert refused.code == "too_large"
     assert refused.message == "image_url is larger than the 10 MB limit."
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # far from the deadline, with room for a busy machine
 
 
 @pytest.mark.parametrize("path", ["/trickle", "/trickle-headers"])
@@ -610,7 +610,7 @@ def test_a_server_that_trickles_bytes_is_cut_off_at_the_deadline(allowed, path):
 
     assert refused.code == "too_slow"
     assert refused.message.startswith("image_url took longer than 0.5 seconds to download")
-    assert 0.4 < elapsed < 1.5
+    assert 0.4 < elapsed < 5  # the whole trickle takes 50 s; the rest is room for a busy machine
 
 
 def test_a_not_found_answer_is_an_http_error_with_its_status(allowed):
