@@ -118,3 +118,11 @@ def test_out_of_range_motion_is_refused_with_its_range(logged_in):
     response = upload(logged_in, photo_bytes(), motion_bucket_id="900")
     assert response.status_code == 400
     assert "255" in response.content.decode()
+
+
+def test_pages_name_their_icon_so_browsers_do_not_ask_for_a_missing_one(client):
+    from django.contrib.staticfiles import finders
+
+    html = client.get(reverse("login")).content.decode()
+    assert 'rel="icon" href="/static/favicon.svg"' in html
+    assert finders.find("favicon.svg")
