@@ -6,6 +6,7 @@ import io
 
 import av
 import pytest
+from django.contrib.staticfiles import finders
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -121,8 +122,6 @@ def test_out_of_range_motion_is_refused_with_its_range(logged_in):
 
 
 def test_pages_name_their_icon_so_browsers_do_not_ask_for_a_missing_one(client):
-    from django.contrib.staticfiles import finders
-
     html = client.get(reverse("login")).content.decode()
     assert 'rel="icon" href="/static/favicon.svg"' in html
     assert finders.find("favicon.svg")
