@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 from django.test import Client
 from django_q.conf import Conf
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
@@ -64,6 +65,7 @@ def page(browser):
     context = _context(browser, DESKTOP)
     yield context.new_page()
     context.close()
+    _close_test_connections()
 
 
 @pytest.fixture
@@ -71,6 +73,14 @@ def phone(browser):
     context = _context(browser, PHONE, is_mobile=True, has_touch=True)
     yield context.new_page()
     context.close()
+    _close_test_connections()
+
+
+def _close_test_connections() -> None:
+    # With Playwright's loop running, the test's ORM calls get a connection of
+    # their own that pytest-django's teardown cannot see; left open, it kept
+    # PostgreSQL from dropping the test database at the end of the run.
+    connections.close_all()
 
 
 @pytest.fixture
