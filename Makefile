@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight clean
+.PHONY: run test setup lint bench-render bench-inflight bench-throttle clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench-render: setup
 
 bench-inflight: setup
 	$(PY) bench/bench_inflight.py
+
+bench-throttle: setup
+	$(PY) bench/bench_throttle.py
 
 clean:
 	rm -rf $(VENV) var
