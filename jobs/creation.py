@@ -193,8 +193,7 @@ def create_job_from_image(
 
 def discard_upload(upload: Upload) -> bool:
     """Delete an upload and its files, unless a job uses it; True when deleted."""
-    with transaction.atomic():
-        deleted, _ = Upload.objects.filter(pk=upload.pk, jobs__isnull=True).delete()
+    deleted, _ = Upload.objects.filter(pk=upload.pk, jobs__isnull=True).delete()
     if not deleted:
         return False
     # The files go only once the row is gone: a file without a row is harmless, a row without its file is not.
