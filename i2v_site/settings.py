@@ -305,6 +305,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Setting the hooks replaces drf-spectacular's default list, so its enum hook stays first.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "jobs.compat_openapi.add_compat_endpoints",  # the Stability-compatible endpoints, two of them plain views
+    ],
 }
 
 # --- Providers --------------------------------------------------------------

@@ -36,7 +36,9 @@ Decisions:
 * The result poll and the video are plain Django views (one key lookup and one
   job query per poll; DRF would add ~0.5 ms of CPU to the hottest request).
   The create is DRF, so it shares the native API's key auth and per-key rate
-  limit; it is left out of the OpenAPI schema, whose error shape it does not use.
+  limit. All three are documented by ``jobs.compat_openapi`` (a schema hook)
+  rather than by drf-spectacular's introspection, which sees only the create
+  and would give it the native error shape.
 """
 
 from __future__ import annotations
@@ -49,15 +51,16 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.api.auth import ApiKeyAuthentication
+from jobs.api.views import APIView
 from jobs.apikeys import authenticate_key
 from jobs.creation import JobInputError, create_job_from_image, parse_number
 from jobs.ledger import InsufficientCredits
@@ -172,7 +175,10 @@ def _compat_exception_handler(exc, context):
 
 
 class ImageToVideo(APIView):
-    """``POST /api/img2video``: start a generation from a multipart image."""
+    """``POST /api/img2video``: start a generation from a multipart image.
+
+    The native API's view base, so a method it lacks is 405 before any key is asked for.
+    """
 
     authentication_classes = [ApiKeyAuthentication]
     parser_classes = [MultiPartParser, FormParser]
@@ -180,7 +186,7 @@ class ImageToVideo(APIView):
     def get_exception_handler(self):
         return _compat_exception_handler
 
-    @extend_schema(exclude=True)
+    @extend_schema(exclude=True)  # documented once, by jobs.compat_openapi
     def post(self, request):
         data = request.data
         image = request.FILES.get("image")
@@ -206,6 +212,9 @@ def _unauthorized(message: str) -> JsonResponse:
     return response
 
 
+# Neither plain view reads the session (a key or the signed name is the credential), so CSRF
+# protects nothing there, and its 403 page would stand in for the 405 a POST or PUT should get.
+@csrf_exempt
 @require_http_methods(["GET", "HEAD"])
 def result(request: HttpRequest, generation_id: str) -> HttpResponse:
     """``GET /api/img2video/result/{id}``: kept lean, it is the request clients repeat."""
@@ -254,6 +263,7 @@ def result(request: HttpRequest, generation_id: str) -> HttpResponse:
 # --- GET /processed_videos/video_<token>_<seed>.mp4 --------------------------------------
 
 
+@csrf_exempt
 @require_http_methods(["GET", "HEAD"])
 def processed_video(request: HttpRequest, filename: str) -> HttpResponse:
     """The MP4 behind a signed ``video_url``; the link is the credential."""

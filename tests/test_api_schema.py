@@ -21,6 +21,7 @@ import schemathesis
 from django.core.cache import cache
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, transaction
+from django.test import override_settings
 from django.urls import Resolver404, resolve
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -55,6 +56,23 @@ checks.positive_data_acceptance.expected-statuses = [
     "2xx", "3xx", "400", "401", "403", "404", "409", "422", "429", "5xx",
 ]
 
+# The Stability-compatible start: 400 for positive data as for jobs_create
+# (the examples' image is a placeholder text, not a decodable image; the
+# other draws get a real JPEG, as the schema asks for image/jpeg or png).
+# And 200 for negative data: multipart form fields are only text, so a
+# "negative" cfg_scale of "1.5" (a string), [] (no field at all) or [1.5]
+# (one field) is on the wire the same request as a valid one, and a missing
+# parameter takes the spec's default. Out-of-range and non-numeric values
+# are refused with 400, as tests/test_compat_stability.py checks.
+[[operations]]
+include-operation-id = "compat_img2video_create"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx",
+]
+checks.negative_data_rejection.expected-statuses = [
+    "200", "400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx",
+]
+
 # DRF refuses NUL in every text field (400, "Null characters are not
 # allowed"), by design; the key's name is the only other text body field.
 [[operations]]
@@ -75,10 +93,14 @@ anonymous_schema = schemathesis.openapi.from_wsgi(
     config=schemathesis.Config.from_str(CONFIG.format(max_examples=10, with_security_parameters="false")),
 )
 
-# Answers 404, not 401, without a valid token: a <video> tag sends no key,
+# Answer 404, not 401, without a valid token: a <video> tag sends no key,
 # so the download takes a signed link instead, and whether a job exists is
-# not told to a caller who may not see it.
-FILE_DOWNLOAD = "GET /api/v1/jobs/{job_id}/{kind}"
+# not told to a caller who may not see it. The Stability-compatible video's
+# signed file name is its credential in the same way.
+OPEN_TO_ANYONE = {"GET /api/v1/jobs/{job_id}/{kind}", "GET /processed_videos/{filename}"}
+# Plain Django views, not DRF ones: they have no OPTIONS (DRF's description
+# of a view), so it is 405 like any other method they lack.
+PLAIN_VIEWS = {"GET /api/img2video/result/{id}", "GET /processed_videos/{filename}"}
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
@@ -106,6 +128,15 @@ def _offline(monkeypatch):
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture(autouse=True)
+def _local_compat_provider():
+    # The Stability-compatible start hands jobs to COMPAT_PROVIDER, or to
+    # Stability when its key is set: a developer's environment must not
+    # change what is tested here.
+    with override_settings(COMPAT_PROVIDER="local"):
+        yield
 
 
 @pytest.fixture
@@ -140,26 +171,26 @@ def test_every_operation_refuses_a_call_without_credentials(case, db):
     response = case.call()
     case.validate_response(response)
     method = response.request.method
+    label = case.operation.label
+    methods = {case.operation.method.upper()} | (set() if label in PLAIN_VIEWS else {"OPTIONS"})
     if not _routes(response):
         assert response.status_code == 404, response.text
-    elif case.operation.label == FILE_DOWNLOAD:
-        # Open to anyone, so an undeclared method gets 405 (OPTIONS: DRF's
-        # description of the view) rather than 401.
-        expected = {"GET": 404, "OPTIONS": 200}.get(method, 405)
-        assert response.status_code == expected, response.text
-    elif method not in (case.operation.method.upper(), "OPTIONS"):
+    elif method not in methods:
         # A method the endpoint does not have is 405 before any key is asked
         # for: nothing about the caller is needed to say so.
         assert response.status_code == 405, response.text
+    elif label in OPEN_TO_ANYONE:
+        assert response.status_code == {"GET": 404, "OPTIONS": 200}[method], response.text
     else:
         assert response.status_code == 401, response.text
         assert response.headers["www-authenticate"][0].startswith("Bearer")
 
 
 class Workflows(schema.as_state_machine()):
-    """Sequences linked by the schema's inferred links (create a job, then read,
-    cancel, retry or download it): where use_after_free and
-    ensure_resource_availability get something to look at."""
+    """Sequences linked by the schema's links (create a job, then read, cancel,
+    retry or download it; start a Stability-compatible generation, then poll
+    it): where use_after_free and ensure_resource_availability get something
+    to look at."""
 
     api_key: str
 
