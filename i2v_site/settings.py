@@ -305,6 +305,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "TAGS": [
+        {
+            "name": "api",
+            "description": "The native API: jobs from an upload, a URL or base64, their progress and results; "
+            "the providers and what they take; credits and API keys. Errors are "
+            '`{"error": {"status", "code", "message", "fields"}}`.',
+        }
+    ],
     # Setting the hooks replaces drf-spectacular's default list, so its enum hook stays first.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -360,5 +360,6 @@ def add_compat_endpoints(result: dict, generator: object = None, request: object
     components = result.setdefault("components", {})
     schemas = {**components.get("schemas", {}), **copy.deepcopy(SCHEMAS)}
     components["schemas"] = dict(sorted(schemas.items()))  # in name order, as drf-spectacular lists them
-    result.setdefault("tags", []).append({"name": TAG, "description": TAG_DESCRIPTION})
+    # A new list: the one there may be the TAGS setting itself, which an append would grow on every request.
+    result["tags"] = [*result.get("tags", []), {"name": TAG, "description": TAG_DESCRIPTION}]
     return result

@@ -377,3 +377,11 @@ def test_the_compat_examples_are_the_bodies_the_endpoints_really_answer(
         for example in content["examples"].values()
     }
     assert documented == same_keys.keys() | same_body.keys()
+
+
+def test_every_tag_of_an_operation_is_described():
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    used = {tag for item in schema["paths"].values() for operation in item.values() for tag in operation["tags"]}
+    described = {tag["name"]: tag.get("description", "") for tag in schema["tags"]}
+    assert used <= set(described)
+    assert all(described[tag] for tag in used)
