@@ -26,12 +26,14 @@ from jobs.serving import serve_file
 from jobs.sources import fetch_image_url, read_data_uri
 from providers.registry import cost_of, enabled_providers
 
+# What every operation may answer; each adds only the errors it can really give.
 ERRORS = {
-    400: OpenApiResponse(s.ErrorOutput, description="The input is invalid; `fields` says where."),
     401: OpenApiResponse(s.ErrorOutput, description="No valid API key or session."),
-    404: OpenApiResponse(s.ErrorOutput, description="No such job for this caller."),
     429: OpenApiResponse(s.ErrorOutput, description="Too many requests; see Retry-After."),
 }
+INVALID = {400: OpenApiResponse(s.ErrorOutput, description="The input is invalid; `fields` says where.")}
+NO_SUCH_JOB = {404: OpenApiResponse(s.ErrorOutput, description="No such job for this caller.")}
+NO_SUCH_PAGE = {404: OpenApiResponse(s.ErrorOutput, description="Past the last page.")}
 
 
 class APIView(DRFView):
@@ -65,7 +67,7 @@ class JobListCreate(APIView):
         operation_id="jobs_list",
         summary="List your jobs, newest first",
         parameters=[s.JobListQuery],
-        responses={200: s.JobPageOutput, **ERRORS},
+        responses={200: s.JobPageOutput, **INVALID, **NO_SUCH_PAGE, **ERRORS},
         examples=ex.JOBS_LIST,
     )
     def get(self, request):
@@ -107,6 +109,7 @@ class JobListCreate(APIView):
             409: OpenApiResponse(s.ErrorOutput, description="A request with this Idempotency-Key is in progress."),
             413: OpenApiResponse(s.ErrorOutput, description="The body, or the image in it, is over the size cap."),
             422: OpenApiResponse(s.ErrorOutput, description="Idempotency-Key reused with another body."),
+            **INVALID,
             **ERRORS,
         },
         examples=ex.JOBS_CREATE,
@@ -144,7 +147,7 @@ class JobDetail(APIView):
     @extend_schema(
         operation_id="jobs_retrieve",
         summary="A job with its timeline",
-        responses={200: s.JobDetailOutput, **ERRORS},
+        responses={200: s.JobDetailOutput, **NO_SUCH_JOB, **ERRORS},
         examples=ex.JOBS_RETRIEVE,
     )
     def get(self, request, job_id):
@@ -160,6 +163,7 @@ class JobCancel(APIView):
         responses={
             200: s.JobOutput,
             409: OpenApiResponse(s.ErrorOutput, description="Finished, or the provider cannot stop it any more."),
+            **NO_SUCH_JOB,
             **ERRORS,
         },
         examples=ex.JOBS_CANCEL,
@@ -178,6 +182,7 @@ class JobRetry(APIView):
             201: s.JobOutput,
             402: OpenApiResponse(s.ErrorOutput, description="Not enough credits."),
             409: OpenApiResponse(s.ErrorOutput, description="Only failed or cancelled jobs can be retried."),
+            **NO_SUCH_JOB,
             **ERRORS,
         },
         examples=ex.JOBS_RETRY,
@@ -281,7 +286,7 @@ class CreditLedger(APIView):
         operation_id="credits_ledger",
         summary="Your ledger, newest first",
         parameters=[s.PageQuery],
-        responses={200: s.LedgerPageOutput, **ERRORS},
+        responses={200: s.LedgerPageOutput, **INVALID, **NO_SUCH_PAGE, **ERRORS},
         examples=ex.CREDITS_LEDGER,
     )
     def get(self, request):
@@ -305,7 +310,7 @@ class ApiKeyListCreate(APIView):
         operation_id="keys_create",
         summary="Create an API key; the key is shown only in this answer",
         request=s.ApiKeyInput,
-        responses={201: s.ApiKeyCreatedOutput, **ERRORS},
+        responses={201: s.ApiKeyCreatedOutput, **INVALID, **ERRORS},
         examples=ex.KEYS_CREATE,
     )
     def post(self, request):
@@ -321,7 +326,7 @@ class ApiKeyRevoke(APIView):
         operation_id="keys_revoke",
         summary="Revoke an API key",
         request=None,
-        responses={204: None, **ERRORS},
+        responses={204: None, 404: OpenApiResponse(s.ErrorOutput, description="No such key."), **ERRORS},
         examples=ex.KEYS_REVOKE,
     )
     def delete(self, request, prefix):
