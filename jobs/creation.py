@@ -15,6 +15,7 @@ from jobs import ledger
 from jobs.intake import ImageRejected, NormalizedImage, normalize_image
 from jobs.models import Job, JobEvent, Upload
 from jobs.tasks import enqueue_advance
+from providers.base import ParamRange
 from providers.registry import UnknownProvider, cost_of, provider_class
 
 
@@ -84,6 +85,12 @@ def parse_number(field: str, value, low: float, high: float, *, integer: bool, l
     return number
 
 
+def _in_range(field: str, value, allowed: ParamRange, *, integer: bool):
+    """``value`` checked against a provider's range; its default when not given."""
+    given = allowed.default if value in (None, "") else value
+    return parse_number(field, given, allowed.minimum, allowed.maximum, integer=integer)
+
+
 def validate_parameters(
     *, provider: str, seed=None, cfg_scale=None, motion_bucket_id=None, model: str | None = None
 ) -> dict:
@@ -102,20 +109,8 @@ def validate_parameters(
         "provider": provider,
         "model": model,
         "seed": parse_number("seed", 0 if seed in (None, "") else seed, 0, cls.seed_max, integer=True),
-        "cfg_scale": parse_number(
-            "cfg_scale",
-            cls.cfg_scale.default if cfg_scale in (None, "") else cfg_scale,
-            cls.cfg_scale.minimum,
-            cls.cfg_scale.maximum,
-            integer=False,
-        ),
-        "motion_bucket_id": parse_number(
-            "motion_bucket_id",
-            cls.motion_bucket_id.default if motion_bucket_id in (None, "") else motion_bucket_id,
-            cls.motion_bucket_id.minimum,
-            cls.motion_bucket_id.maximum,
-            integer=True,
-        ),
+        "cfg_scale": _in_range("cfg_scale", cfg_scale, cls.cfg_scale, integer=False),
+        "motion_bucket_id": _in_range("motion_bucket_id", motion_bucket_id, cls.motion_bucket_id, integer=True),
     }
 
 

@@ -221,44 +221,30 @@ def test_a_content_filtered_result_is_a_failed_state_and_no_video(stability_serv
     assert leftovers(context) == []
 
 
-def test_a_truncated_mp4_is_a_retryable_bad_video_and_leaves_no_file(stability_server, generation, context):
+@pytest.mark.parametrize(
+    ("fault", "faststart", "detail"),
+    [
+        pytest.param("truncate", False, "", id="mp4-without-its-end"),
+        # The index comes first, so the cut copy still opens.
+        pytest.param("truncate", True, "cut short", id="mp4-cut-after-its-index"),
+        pytest.param("cut", False, "interrupted", id="connection-cut"),
+    ],
+)
+def test_a_video_that_arrives_incomplete_is_a_retryable_bad_video_and_leaves_no_file(
+    stability_server, generation, context, fault, faststart, detail
+):
+    stability_server.script.faststart = faststart
     provider = StabilityProvider()
     provider_id = provider.submit(generation)
-    stability_server.script.fail_next("truncate", endpoint="result")
+    stability_server.script.fail_next(fault, endpoint="result")
 
     with pytest.raises(ProviderError) as caught:
         provider.poll(provider_id, context)
 
     assert (caught.value.code, caught.value.retryable) == ("bad_video", True)
+    assert detail in caught.value.detail
     assert leftovers(context) == []
     assert provider.poll(provider_id, context).state == "succeeded", "fetching again cures it"
-
-
-def test_a_video_cut_short_after_its_index_is_also_a_retryable_bad_video(stability_server, generation, context):
-    stability_server.script.faststart = True  # the index comes first, so the cut copy still opens
-    provider = StabilityProvider()
-    provider_id = provider.submit(generation)
-    stability_server.script.fail_next("truncate", endpoint="result")
-
-    with pytest.raises(ProviderError) as caught:
-        provider.poll(provider_id, context)
-
-    assert (caught.value.code, caught.value.retryable) == ("bad_video", True)
-    assert "cut short" in caught.value.detail
-    assert leftovers(context) == []
-
-
-def test_a_download_cut_short_by_the_connection_is_a_retryable_bad_video(stability_server, generation, context):
-    provider = StabilityProvider()
-    provider_id = provider.submit(generation)
-    stability_server.script.fail_next("cut", endpoint="result")
-
-    with pytest.raises(ProviderError) as caught:
-        provider.poll(provider_id, context)
-
-    assert (caught.value.code, caught.value.retryable) == ("bad_video", True)
-    assert "interrupted" in caught.value.detail
-    assert leftovers(context) == []
 
 
 def test_an_unknown_id_is_a_failed_state_saying_the_generation_is_gone(stability_server, context):
