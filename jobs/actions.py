@@ -80,9 +80,18 @@ def cancel_job(job: Job, *, by=None) -> Job:
     return job
 
 
+def can_retry(job: Job) -> bool:
+    """Whether a retry of ``job`` as loaded would be tried, so pages offer it only then.
+
+    Only a job that ended without a video is retried: a completed one already has
+    its result (a new variation is a new job), an expired one had it.
+    """
+    return job.status in (Job.FAILED, Job.CANCELLED)
+
+
 def retry_job(job: Job, *, by=None) -> Job:
     """Start a new job with the same image and parameters (the old one stays)."""
-    if job.status not in (Job.FAILED, Job.CANCELLED):
+    if not can_retry(job):
         raise ActionRefused("Only a failed or cancelled job can be retried.")
     with transaction.atomic():
         new = create_job(

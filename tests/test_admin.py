@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -44,6 +47,19 @@ def confirm_action(client, url, action, objects, **fields):
     """Submit an action's intermediate page."""
     data = {"action": action, ACTION_CHECKBOX_NAME: [str(o.pk) for o in objects], "post": "yes", **fields}
     return client.post(url, data)
+
+
+def file_link(page: str, kind: str, obj) -> str:
+    """The staff link a page gives for one of ``obj``'s files (``jobs.staff_files``)."""
+    match = re.search(rf'"(/staff/files/{kind}/{obj.pk}\?token=[^"]+)"', page)
+    assert match, f"no {kind} link for {obj.pk} on the page"
+    return html.unescape(match.group(1))
+
+
+def served(client, url: str) -> bytes:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return b"".join(response.streaming_content)
 
 
 def texts(response) -> list[str]:
@@ -93,7 +109,8 @@ def test_support_finds_a_failed_job_by_request_id_reads_why_and_refunds_it_with_
     assert job.error_message and job.error_message in page
     assert job.error_code in page
     assert "Job created" in page  # the timeline
-    assert job.upload.normalized.url in page
+    normalized = job.upload.normalized
+    assert served(client, file_link(page, "staff-normalized", job.upload)) == normalized.open("rb").read()
 
     asked = run_action(client, JOBS, "refund_jobs", [job])
     assert asked.status_code == 200
@@ -425,16 +442,19 @@ def test_the_upload_list_and_page_show_the_normalized_image(client, staff):
 
     listing = client.get(reverse("admin:jobs_upload_changelist"), {"q": "dora"})
     assert listing.status_code == 200
-    assert f'src="{upload.normalized.url}"' in listing.content.decode()
+    normalized = upload.normalized.open("rb").read()
+    assert served(client, file_link(listing.content.decode(), "staff-normalized", upload)) == normalized
     for term in (str(upload.pk), upload.sha256):
-        assert (
-            upload.normalized.url in client.get(reverse("admin:jobs_upload_changelist"), {"q": term}).content.decode()
-        )
+        found = client.get(reverse("admin:jobs_upload_changelist"), {"q": term}).content.decode()
+        assert file_link(found, "staff-normalized", upload)
 
-    page = client.get(reverse("admin:jobs_upload_change", args=[upload.pk]))
-    assert page.status_code == 200
-    assert f'src="{upload.normalized.url}"' in page.content.decode()
-    assert str(job.pk)[:8] in page.content.decode()
+    response = client.get(reverse("admin:jobs_upload_change", args=[upload.pk]))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert served(client, file_link(page, "staff-normalized", upload)) == normalized
+    assert served(client, file_link(page, "staff-original", upload)) == upload.original.open("rb").read()
+    assert "photo.jpg, JPEG, 1200×700" in page
+    assert str(job.pk)[:8] in page
 
 
 def test_a_completed_job_page_shows_image_poster_parameters_and_ledger(client, staff):
@@ -447,8 +467,11 @@ def test_a_completed_job_page_shows_image_poster_parameters_and_ledger(client, s
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert f'src="{job.upload.normalized.url}"' in page
-    assert f'src="{job.poster.url}"' in page
+    assert served(client, file_link(page, "staff-normalized", job.upload)) == job.upload.normalized.open("rb").read()
+    assert served(client, file_link(page, "staff-original", job.upload)) == job.upload.original.open("rb").read()
+    assert served(client, file_link(page, "staff-poster", job)) == job.poster.open("rb").read()
+    assert served(client, file_link(page, "staff-video", job)) == job.video.open("rb").read()
+    assert "/media/" not in page
     for shown in ("42", "2.5", "90", "a slow pan", f"{job.width}×{job.height}", "Ledger entries", "Capture"):
         assert shown in page
     assert 'name="_save"' not in page  # nothing to hand-edit
