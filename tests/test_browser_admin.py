@@ -92,3 +92,42 @@ def test_the_staff_links_refuse_visitors_and_plain_users(browser, page, live_ser
     finally:
         visitor.close()
         user.close()
+
+
+def test_the_upload_list_and_page_show_the_images_to_staff(page, live_server):
+    job = completed_job()
+    log_in_as(page, live_server.url, UserFactory(is_staff=True, is_superuser=True))
+
+    page.goto(live_server.url + reverse("admin:jobs_upload_changelist"))
+    thumb = page.locator(".field-preview img")
+    expect(thumb).to_have_count(1)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+    shot(page, "admin", "02-upload-list")
+
+    page.goto(live_server.url + reverse("admin:jobs_upload_change", args=[job.upload.pk]))
+    for selector in (".field-original_link img", ".field-large_preview img"):
+        image = page.locator(selector)
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    assert page.locator(".field-original_link img").evaluate("i => i.naturalWidth") == job.upload.source_width
+    expect(page.locator(".field-original_link")).to_contain_text("photo.jpg, JPEG, 1200×700")
+    shot(page, "admin", "03-upload-page")
+
+
+def test_a_failed_job_offers_retry_and_says_why_there_is_no_video(page, live_server):
+    job = make_job(UserFactory())
+    pipeline.fail(job, "render_failed", "The video could not be rendered on this machine.")
+    log_in_as(page, live_server.url, UserFactory(is_staff=True, is_superuser=True))
+
+    page.goto(live_server.url + reverse("admin:jobs_job_change", args=[job.pk]))
+
+    expect(page.locator(".field-video_player .readonly")).to_have_text("— (no video: the job is failed)")
+    image = page.locator(".field-image_preview img")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    shot(page, "admin", "04-failed-job")
+    # The Retry button (a form, it POSTs) looks like the History link beside it.
+    retry = page.get_by_role("button", name="Retry").bounding_box()
+    history = page.locator(".object-tools a.historylink").bounding_box()
+    assert abs(retry["height"] - history["height"]) <= 1 and abs(retry["y"] - history["y"]) <= 1
+    page.get_by_role("button", name="Retry").click()
+    expect(page.locator(".messagelist")).to_contain_text("retried as job")
+    expect(page.get_by_role("button", name="Retry")).to_have_count(1)  # still the failed job's page
