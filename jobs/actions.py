@@ -110,6 +110,18 @@ def retry_job(job: Job, *, by=None) -> Job:
     return new
 
 
+def can_refund(job: Job) -> bool:
+    """Whether a refund of ``job`` would be tried, so pages offer it only then.
+
+    The ledger's rule (``ledger.refund``, which checks it again under a lock):
+    the job held credits, the hold was settled (captured on success, released on
+    failure or cancel), and it has not been refunded yet.
+    """
+    kinds = set(LedgerEntry.objects.filter(job=job).values_list("kind", flat=True))
+    settled = bool(kinds & {LedgerEntry.CAPTURE, LedgerEntry.RELEASE})
+    return LedgerEntry.HOLD in kinds and settled and LedgerEntry.REFUND not in kinds
+
+
 def refund_job(job: Job, *, staff, reason: str) -> LedgerEntry:
     """Give back what a completed job cost, with the staff member's reason."""
     try:

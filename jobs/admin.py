@@ -616,6 +616,7 @@ class JobAdmin(ReadOnly, BigTableAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_cancel"] = obj is not None and actions.can_cancel(obj)
         context["can_retry"] = obj is not None and actions.can_retry(obj)
+        context["can_refund_job"] = obj is not None and actions.can_refund(obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

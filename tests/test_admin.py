@@ -591,3 +591,34 @@ def test_the_job_page_offers_retry_exactly_when_a_retry_would_be_tried(client, s
     else:
         assert texts(response) == [f"Job {str(job.pk)[:8]}: Only a failed or cancelled job can be retried."]
         assert Job.objects.count() == 1
+
+
+def _job_in(state: str, staff) -> Job:
+    if state == "never held credits":  # a row made without the ledger (an import, an old job)
+        upload = make_upload(UserFactory())
+        many_jobs(upload.owner, upload, 1)
+        Job.objects.update(status=Job.COMPLETED)
+        return Job.objects.get()
+    job = make_job()
+    if state == "failed":
+        pipeline.fail(job, "render_failed", "The video could not be rendered on this machine.")
+    elif state in ("completed", "refunded"):
+        pipeline.advance(job.pk)
+    if state == "refunded":
+        actions.refund_job(job, staff=staff, reason="Blank video")
+    job.refresh_from_db()
+    return job
+
+
+@pytest.mark.parametrize(
+    "state, offered",
+    [("queued", False), ("failed", True), ("completed", True), ("refunded", False), ("never held credits", False)],
+)
+def test_the_job_page_offers_refund_exactly_when_a_refund_would_be_made(client, staff, state, offered):
+    job = _job_in(state, staff)
+    refund_url = reverse("admin:jobs_job_refund", args=[job.pk])
+
+    assert (refund_url in client.get(job_page(job)).content.decode()) == offered == actions.can_refund(job)
+    before = LedgerEntry.objects.filter(kind=LedgerEntry.REFUND).count()
+    client.post(refund_url, {"reason": "Checking the rule"})
+    assert LedgerEntry.objects.filter(kind=LedgerEntry.REFUND).count() == before + offered
