@@ -4,7 +4,11 @@ Everything that changes a job or a balance goes through ``jobs.actions`` and
 ``jobs.ledger``; the admin never edits those rows itself. Jobs, uploads, the
 ledger and credit accounts are read-only pages; what support can do is the
 actions (retry, cancel, refund, grant or adjust credits), and every refusal
-comes back as a message.
+comes back as a message. A job's page offers only the actions its domain
+rule says would be tried (``actions.can_cancel``, ``can_retry``, ``can_refund``).
+
+Images and videos are shown through staff links (``jobs.staff_files``): signed,
+expiring, and refused to anyone who is not staff; no ``/media/`` URL exists.
 
 The big tables (jobs, uploads, ledger) never count themselves in full: see
 ``CappedCountPaginator``. Searches resolve their terms to exact or range
