@@ -80,9 +80,18 @@ def cancel_job(job: Job, *, by=None) -> Job:
     return job
 
 
+def can_retry(job: Job) -> bool:
+    """Whether a retry of ``job`` as loaded would be tried, so pages offer it only then.
+
+    Only a job that ended without a video is retried: a completed one already has
+    its result (a new variation is a new job), an expired one had it.
+    """
+    return job.status in (Job.FAILED, Job.CANCELLED)
+
+
 def retry_job(job: Job, *, by=None) -> Job:
     """Start a new job with the same image and parameters (the old one stays)."""
-    if job.status not in (Job.FAILED, Job.CANCELLED):
+    if not can_retry(job):
         raise ActionRefused("Only a failed or cancelled job can be retried.")
     with transaction.atomic():
         new = create_job(
@@ -99,6 +108,18 @@ def retry_job(job: Job, *, by=None) -> Job:
         )
         pipeline.note(job, f"Retried as job {new.pk}" + (f" by {by}" if by else ""))
     return new
+
+
+def can_refund(job: Job) -> bool:
+    """Whether a refund of ``job`` would be tried, so pages offer it only then.
+
+    The ledger's rule (``ledger.refund``, which checks it again under a lock):
+    the job held credits, the hold was settled (captured on success, released on
+    failure or cancel), and it has not been refunded yet.
+    """
+    kinds = set(LedgerEntry.objects.filter(job=job).values_list("kind", flat=True))
+    settled = bool(kinds & {LedgerEntry.CAPTURE, LedgerEntry.RELEASE})
+    return LedgerEntry.HOLD in kinds and settled and LedgerEntry.REFUND not in kinds
 
 
 def refund_job(job: Job, *, staff, reason: str) -> LedgerEntry:

@@ -4,7 +4,11 @@ Everything that changes a job or a balance goes through ``jobs.actions`` and
 ``jobs.ledger``; the admin never edits those rows itself. Jobs, uploads, the
 ledger and credit accounts are read-only pages; what support can do is the
 actions (retry, cancel, refund, grant or adjust credits), and every refusal
-comes back as a message.
+comes back as a message. A job's page offers only the actions its domain
+rule says would be tried (``actions.can_cancel``, ``can_retry``, ``can_refund``).
+
+Images and videos are shown through staff links (``jobs.staff_files``): signed,
+expiring, and refused to anyone who is not staff; no ``/media/`` URL exists.
 
 The big tables (jobs, uploads, ledger) never count themselves in full: see
 ``CappedCountPaginator``. Searches resolve their terms to exact or range
@@ -37,6 +41,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from jobs import actions, ledger
 from jobs.creation import JobInputError
 from jobs.models import CreditAccount, Job, JobEvent, LedgerEntry, Upload
+from jobs.staff_files import staff_file_url
 from providers.registry import PROVIDERS, provider_class
 
 User = get_user_model()
@@ -164,12 +169,56 @@ def admin_link(obj_or_pk, viewname: str, text: str):
     return format_html('<a href="{}">{}</a>', reverse(viewname, args=[pk]), text)
 
 
-def thumbnail(file, size: int = 96):
-    if not file:
-        return "—"
+def thumbnail(url: str, size: int = 96, *, missing: str = "—", lazy: bool = False):
+    """An image behind a staff link (``jobs.staff_files``); a click opens it full size.
+
+    Lists load theirs lazily; a page's few images load at once.
+    """
+    if not url:
+        return missing
     return format_html(
-        '<a href="{0}"><img src="{0}" alt="" loading="lazy" style="{1}"></a>', file.url, THUMB.format(size, size)
+        '<a href="{0}" target="_blank"><img src="{0}" alt="" loading="{1}" style="{2}"></a>',
+        url,
+        "lazy" if lazy else "eager",
+        THUMB.format(size, size),
     )
+
+
+def local_handle_summary(handle: str) -> str:
+    """What the local provider's handle means, without the server paths it holds.
+
+    The handle is the render's instructions as JSON (``providers.local``); the
+    parameters are already on the page, so only a reading is shown.
+    """
+    try:
+        data = json.loads(handle)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return "Rendered on this server (its render instructions could not be read)."
+    parts = []
+    if data.get("w") and data.get("h"):
+        parts.append(f"{data['w']}×{data['h']}")
+    for key, name in (("seed", "seed"), ("cfg", "cfg_scale"), ("motion", "motion")):
+        if data.get(key) is not None:
+            parts.append(f"{name} {data[key]}")
+    return "Rendered on this server" + (f" ({', '.join(parts)})." if parts else ".")
+
+
+def original_with_facts(upload: Upload, size: int):
+    """The image as the user sent it, with what it was."""
+    facts = f"{upload.original_name or 'unnamed'}, {upload.format}, {upload.source_width}×{upload.source_height}, "
+    facts += f"{upload.size_bytes / 1024:.0f} KB"
+    return format_html("{}<div>{}</div>", thumbnail(staff_file_url(upload, "staff-original"), size), facts)
+
+
+def no_result(job: Job, what: str) -> str:
+    """Why a job shows no poster or video."""
+    if job.status == Job.EXPIRED:
+        return f"— (the {what} was deleted after the retention period)"
+    if job.is_final:
+        return f"— (no {what}: the job is {job.get_status_display().lower()})"
+    return f"— (no {what} yet)"
 
 
 def refusal(exc: Exception) -> str:
@@ -246,9 +295,16 @@ class CreditForm(forms.Form):
 
 
 class JobEventInline(ReadOnly, admin.TabularInline):
+    """The timeline as a plain table: time, from → to, message.
+
+    Django's tabular inline repeats each row's ``str()`` above it; these rows
+    are read, never edited, so the templates draw a table with one header.
+    """
+
     model = JobEvent
     verbose_name = "timeline event"
     verbose_name_plural = "timeline"
+    template = "admin/jobs/job/timeline_inline.html"
     extra = 0
     can_delete = False
     fields = readonly_fields = ("at", "from_status", "to_status", "message")
@@ -258,12 +314,14 @@ class JobLedgerInline(ReadOnly, admin.TabularInline):
     model = LedgerEntry
     fk_name = "job"
     verbose_name_plural = "ledger entries"
+    template = "admin/jobs/job/ledger_inline.html"
     extra = 0
     can_delete = False
     fields = readonly_fields = ("at", "kind", "amount", "balance_after", "reason", "staff")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("staff")
+        # Oldest first, to read alongside the timeline.
+        return super().get_queryset(request).select_related("staff").order_by("at", "id")
 
 
 @admin.register(Job)
@@ -289,7 +347,10 @@ class JobAdmin(ReadOnly, BigTableAdmin):
     actions = ["retry_jobs", "cancel_jobs", "refund_jobs"]
     fieldsets = (
         (None, {"fields": ("id", "owner", "status", "progress", "status_message", "queue_position", "request_id")}),
-        ("Images", {"fields": ("image_preview", "poster_preview", "video_link", "upload")}),
+        (
+            "What the user gave and got",
+            {"fields": ("original_preview", "image_preview", "poster_preview", "video_player", "upload")},
+        ),
         (
             "Parameters",
             {
@@ -311,7 +372,7 @@ class JobAdmin(ReadOnly, BigTableAdmin):
         ("Error", {"fields": ("error_code", "error_message", "error_detail_text")}),
         (
             "Provider",
-            {"fields": ("provider_job_id", "finish_reason", "provider_response_json", "video_facts")},
+            {"fields": ("provider_job", "finish_reason", "provider_response_json", "video_facts")},
         ),
         (
             "Times and scheduling",
@@ -377,17 +438,38 @@ class JobAdmin(ReadOnly, BigTableAdmin):
 
     # Page fields
 
-    @admin.display(description="image")
+    @admin.display(description="upload (original)")
+    def original_preview(self, obj):
+        return original_with_facts(obj.upload, 320)
+
+    @admin.display(description="image (normalised)")
     def image_preview(self, obj):
-        return thumbnail(obj.upload.normalized, 320)
+        return thumbnail(staff_file_url(obj.upload, "staff-normalized"), 320)
 
     @admin.display(description="poster")
     def poster_preview(self, obj):
-        return thumbnail(obj.poster, 320)
+        return thumbnail(staff_file_url(obj, "staff-poster"), 320, missing=no_result(obj, "poster"))
 
     @admin.display(description="video")
-    def video_link(self, obj):
-        return format_html('<a href="{0}">{0}</a>', obj.video.url) if obj.video else "—"
+    def video_player(self, obj):
+        url = staff_file_url(obj, "staff-video")
+        if not url:
+            return no_result(obj, "video")
+        return format_html(
+            '<video id="job-video" src="{0}" poster="{1}" controls preload="metadata" playsinline'
+            ' style="max-width:480px;max-height:480px;display:block"></video>'
+            '<a href="{0}" target="_blank">Open the video</a>',
+            url,
+            staff_file_url(obj, "staff-poster"),
+        )
+
+    @admin.display(description="provider job")
+    def provider_job(self, obj):
+        if not obj.provider_job_id:
+            return "— (not handed to the provider)"
+        if obj.provider == "local":
+            return local_handle_summary(obj.provider_job_id)
+        return obj.provider_job_id
 
     @admin.display(description="size")
     def size(self, obj):
@@ -537,6 +619,8 @@ class JobAdmin(ReadOnly, BigTableAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_cancel"] = obj is not None and actions.can_cancel(obj)
+        context["can_retry"] = obj is not None and actions.can_retry(obj)
+        context["can_refund_job"] = obj is not None and actions.can_refund(obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 
@@ -575,15 +659,15 @@ class UploadAdmin(ReadOnly, BigTableAdmin):
 
     @admin.display(description="image")
     def preview(self, obj):
-        return thumbnail(obj.normalized, 64)
+        return thumbnail(staff_file_url(obj, "staff-normalized"), 64, lazy=True)
 
-    @admin.display(description="image")
+    @admin.display(description="image (normalised)")
     def large_preview(self, obj):
-        return thumbnail(obj.normalized, 480)
+        return thumbnail(staff_file_url(obj, "staff-normalized"), 480)
 
     @admin.display(description="original")
     def original_link(self, obj):
-        return format_html('<a href="{0}">{0}</a>', obj.original.url) if obj.original else "—"
+        return original_with_facts(obj, 480)
 
     @admin.display(description="upload")
     def short_id(self, obj):

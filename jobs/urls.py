@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from jobs import views, views_account
+from jobs import staff_files, views, views_account
 
 urlpatterns = [
     path("", views.root, name="home"),
@@ -21,4 +21,6 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/image.png", views.job_image, name="job-image"),
     path("jobs/<uuid:job_id>/cancel", views.job_cancel, name="job-cancel"),
     path("jobs/<uuid:job_id>/rerun", views.job_rerun, name="job-rerun"),
+    # Files for the admin: signed links that open only for staff (jobs.staff_files).
+    path("staff/files/<str:kind>/<uuid:pk>", staff_files.staff_file, name="staff-file"),
 ]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import re
+from html.parser import HTMLParser
+
 import pytest
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -9,8 +13,9 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from jobs import ledger, pipeline
+from jobs import actions, ledger, pipeline
 from jobs.admin import CappedCountPaginator
 from jobs.models import Job, LedgerEntry
 from tests.factories import UserFactory, make_job, make_upload
@@ -44,6 +49,51 @@ def confirm_action(client, url, action, objects, **fields):
     """Submit an action's intermediate page."""
     data = {"action": action, ACTION_CHECKBOX_NAME: [str(o.pk) for o in objects], "post": "yes", **fields}
     return client.post(url, data)
+
+
+def file_link(page: str, kind: str, obj) -> str:
+    """The staff link a page gives for one of ``obj``'s files (``jobs.staff_files``)."""
+    match = re.search(rf'"(/staff/files/{kind}/{obj.pk}\?token=[^"]+)"', page)
+    assert match, f"no {kind} link for {obj.pk} on the page"
+    return html.unescape(match.group(1))
+
+
+def served(client, url: str) -> bytes:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return b"".join(response.streaming_content)
+
+
+class _Table(HTMLParser):
+    def __init__(self, table_id: str):
+        super().__init__()
+        self.table_id, self.inside, self.rows, self.cell = table_id, False, [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table" and dict(attrs).get("id") == self.table_id:
+            self.inside = True
+        elif self.inside and tag == "tr":
+            self.rows.append([])
+        elif self.inside and tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.inside = False
+        elif self.inside and tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(" ".join("".join(self.cell).split()))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def table_rows(page: str, table_id: str) -> list[list[str]]:
+    """The cells of a table on a page, row by row, as a person reads them."""
+    parser = _Table(table_id)
+    parser.feed(page)
+    return parser.rows
 
 
 def texts(response) -> list[str]:
@@ -93,7 +143,8 @@ def test_support_finds_a_failed_job_by_request_id_reads_why_and_refunds_it_with_
     assert job.error_message and job.error_message in page
     assert job.error_code in page
     assert "Job created" in page  # the timeline
-    assert job.upload.normalized.url in page
+    normalized = job.upload.normalized
+    assert served(client, file_link(page, "staff-normalized", job.upload)) == normalized.open("rb").read()
 
     asked = run_action(client, JOBS, "refund_jobs", [job])
     assert asked.status_code == 200
@@ -425,16 +476,19 @@ def test_the_upload_list_and_page_show_the_normalized_image(client, staff):
 
     listing = client.get(reverse("admin:jobs_upload_changelist"), {"q": "dora"})
     assert listing.status_code == 200
-    assert f'src="{upload.normalized.url}"' in listing.content.decode()
+    normalized = upload.normalized.open("rb").read()
+    assert served(client, file_link(listing.content.decode(), "staff-normalized", upload)) == normalized
     for term in (str(upload.pk), upload.sha256):
-        assert (
-            upload.normalized.url in client.get(reverse("admin:jobs_upload_changelist"), {"q": term}).content.decode()
-        )
+        found = client.get(reverse("admin:jobs_upload_changelist"), {"q": term}).content.decode()
+        assert file_link(found, "staff-normalized", upload)
 
-    page = client.get(reverse("admin:jobs_upload_change", args=[upload.pk]))
-    assert page.status_code == 200
-    assert f'src="{upload.normalized.url}"' in page.content.decode()
-    assert str(job.pk)[:8] in page.content.decode()
+    response = client.get(reverse("admin:jobs_upload_change", args=[upload.pk]))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert served(client, file_link(page, "staff-normalized", upload)) == normalized
+    assert served(client, file_link(page, "staff-original", upload)) == upload.original.open("rb").read()
+    assert "photo.jpg, JPEG, 1200×700" in page
+    assert str(job.pk)[:8] in page
 
 
 def test_a_completed_job_page_shows_image_poster_parameters_and_ledger(client, staff):
@@ -447,8 +501,124 @@ def test_a_completed_job_page_shows_image_poster_parameters_and_ledger(client, s
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert f'src="{job.upload.normalized.url}"' in page
-    assert f'src="{job.poster.url}"' in page
+    assert served(client, file_link(page, "staff-normalized", job.upload)) == job.upload.normalized.open("rb").read()
+    assert served(client, file_link(page, "staff-original", job.upload)) == job.upload.original.open("rb").read()
+    assert served(client, file_link(page, "staff-poster", job)) == job.poster.open("rb").read()
+    assert served(client, file_link(page, "staff-video", job)) == job.video.open("rb").read()
+    assert "/media/" not in page
     for shown in ("42", "2.5", "90", "a slow pan", f"{job.width}×{job.height}", "Ledger entries", "Capture"):
         assert shown in page
     assert 'name="_save"' not in page  # nothing to hand-edit
+
+
+# --- Reading a job's page ----------------------------------------------------------
+
+
+def test_the_timeline_reads_as_one_header_and_a_row_per_event(client, staff):
+    job = make_job(request_id="tl-1")
+    pipeline.advance(job.pk)
+    job.refresh_from_db()
+    pipeline.note(job, "Looked at by support")
+    events = list(job.events.all())
+
+    page = client.get(job_page(job)).content.decode()
+
+    rows = table_rows(page, "job-timeline")
+    assert rows[0] == ["Time", "From → to", "Message"]
+    assert len(rows) == 1 + len(events)
+    assert rows[1] == [f"{timezone.localtime(events[0].at):%Y-%m-%d %H:%M:%S}", "— → queued", events[0].message]
+    assert rows[2][1:] == ["queued → preparing", events[1].message]
+    assert rows[-2][1] == "finalizing → completed"
+    assert rows[-1][1:] == ["completed (note)", "Looked at by support"]
+    for event in events:  # no raw line repeated above the rows
+        assert html.escape(str(event)) not in page and str(event) not in page
+
+
+def test_the_ledger_on_a_job_page_reads_oldest_first_with_one_header(client, staff):
+    job = make_job()
+    pipeline.advance(job.pk)
+    rows = table_rows(client.get(job_page(job)).content.decode(), "job-ledger")
+    assert rows[0] == ["Time", "Kind", "Amount", "Balance after", "Reason", "Staff"]
+    assert [row[1:3] for row in rows[1:]] == [["Hold", "-1"], ["Capture", "0"]]
+    for entry in LedgerEntry.objects.filter(job=job):
+        assert str(entry) not in client.get(job_page(job)).content.decode()
+
+
+def test_a_local_job_reads_as_rendered_on_this_server_without_server_paths(client, staff, settings):
+    job = make_job(seed=42, cfg_scale=2.5, motion_bucket_id=90)
+    pipeline.advance(job.pk)
+    job.refresh_from_db()
+    assert str(settings.WORK_DIR) in job.provider_job_id  # what the handle holds
+
+    page = client.get(job_page(job)).content.decode()
+
+    assert "Rendered on this server (1024×576, seed 42, cfg_scale 2.5, motion 90)." in page
+    assert str(settings.WORK_DIR) not in page
+    assert html.escape(job.provider_job_id) not in page
+
+
+def test_an_unreadable_local_handle_still_reads_as_rendered_here(client, staff):
+    job = make_job()
+    Job.objects.filter(pk=job.pk).update(status=Job.FAILED, provider_job_id="{not json /srv/work/x")
+    page = client.get(job_page(job)).content.decode()
+    assert "Rendered on this server (its render instructions could not be read)." in page
+    assert "/srv/work/x" not in page
+
+
+def test_a_remote_providers_job_id_is_shown_as_it_is(client, staff):
+    job = make_job()
+    Job.objects.filter(pk=job.pk).update(
+        provider="stability", status=Job.RUNNING, provider_job_id="a6dc6c6e20acda010fe14d71"
+    )
+    page = client.get(job_page(job)).content.decode()
+    assert "a6dc6c6e20acda010fe14d71" in page
+    assert "Rendered on this server" not in page
+
+
+@pytest.mark.parametrize("status", [code for code, _ in Job.STATUS_CHOICES])
+def test_the_job_page_offers_retry_exactly_when_a_retry_would_be_tried(client, staff, status):
+    job = make_job()
+    Job.objects.filter(pk=job.pk).update(status=status)
+    job.refresh_from_db()
+    retry_url = reverse("admin:jobs_job_retry", args=[job.pk])
+
+    offered = retry_url in client.get(job_page(job)).content.decode()
+
+    assert offered == (status in (Job.FAILED, Job.CANCELLED)) == actions.can_retry(job)
+    response = client.post(retry_url)
+    if offered:
+        assert any("retried as job" in m for m in texts(response))
+    else:
+        assert texts(response) == [f"Job {str(job.pk)[:8]}: Only a failed or cancelled job can be retried."]
+        assert Job.objects.count() == 1
+
+
+def _job_in(state: str, staff) -> Job:
+    if state == "never held credits":  # a row made without the ledger (an import, an old job)
+        upload = make_upload(UserFactory())
+        many_jobs(upload.owner, upload, 1)
+        Job.objects.update(status=Job.COMPLETED)
+        return Job.objects.get()
+    job = make_job()
+    if state == "failed":
+        pipeline.fail(job, "render_failed", "The video could not be rendered on this machine.")
+    elif state in ("completed", "refunded"):
+        pipeline.advance(job.pk)
+    if state == "refunded":
+        actions.refund_job(job, staff=staff, reason="Blank video")
+    job.refresh_from_db()
+    return job
+
+
+@pytest.mark.parametrize(
+    "state, offered",
+    [("queued", False), ("failed", True), ("completed", True), ("refunded", False), ("never held credits", False)],
+)
+def test_the_job_page_offers_refund_exactly_when_a_refund_would_be_made(client, staff, state, offered):
+    job = _job_in(state, staff)
+    refund_url = reverse("admin:jobs_job_refund", args=[job.pk])
+
+    assert (refund_url in client.get(job_page(job)).content.decode()) == offered == actions.can_refund(job)
+    before = LedgerEntry.objects.filter(kind=LedgerEntry.REFUND).count()
+    client.post(refund_url, {"reason": "Checking the rule"})
+    assert LedgerEntry.objects.filter(kind=LedgerEntry.REFUND).count() == before + offered
