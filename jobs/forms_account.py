@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+
+EMAIL_TAKEN = (
+    "An account with this email address already exists (capital letters make no difference). "
+    "Log in to that account instead."
+)
 
 
 class SignUpForm(UserCreationForm):
@@ -11,6 +17,14 @@ class SignUpForm(UserCreationForm):
 
     class Meta(UserCreationForm.Meta):
         fields = ("username", "email")
+
+    def clean_email(self) -> str:
+        # One person, one account (and one set of starting credits): mail
+        # reaches Marketer1@… and marketer1@… alike, so they are one address.
+        email = self.cleaned_data["email"].strip()
+        if get_user_model().objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError(EMAIL_TAKEN, code="email_taken")
+        return email
 
 
 class ApiKeyNameForm(forms.Form):
