@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from jobs import ledger
 from jobs.apikeys import KEY_PREFIX, create_api_key, rename_api_key, revoke_api_key
+from jobs.demo import demo_login_available
 from jobs.forms_account import ApiKeyNameForm, SignUpForm
 from jobs.models import ApiKey, LedgerEntry
 
@@ -57,6 +58,14 @@ def signup(request: HttpRequest) -> HttpResponse:
         )
         return redirect("home")
     return render(request, "account/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+class LoginView(auth_views.LoginView):
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        # "make run printed a demo login" is said only where it is true.
+        return {**super().get_context_data(**kwargs), "demo_login": demo_login_available()}
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
