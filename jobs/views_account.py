@@ -152,7 +152,12 @@ def _job_line(
         return StatementLine(hold.at, "Charged", "charged", f"{video}, completed{note}", hold.amount, job.pk)
     ended = {Job.FAILED: "failed", Job.CANCELLED: "was cancelled"}.get(job.status, "did not complete")
     return StatementLine(
-        hold.at, "Not charged", "released", f"{video} {ended}: the {credits} held were given back", 0, job.pk
+        hold.at,
+        "Not charged",
+        "released",
+        f"{video} {ended}: the {credits} held {'was' if cost == 1 else 'were'} given back",
+        0,
+        job.pk,
     )
 
 
