@@ -10,7 +10,7 @@ import re
 
 import pytest
 from django.core.management import call_command
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, expect, sync_playwright
 
 from jobs import actions, ledger, pipeline
 from jobs.models import Job
@@ -30,6 +30,21 @@ def far_away(browser):
     context.set_default_timeout(15_000)
     yield context.new_page()
     context.close()
+    harness._close_test_connections()
+
+
+@pytest.fixture
+def strict_page(monkeypatch):
+    """A page in a Chromium with its default autoplay policy (the harness's
+    browser allows sound without a gesture): only a muted video may start by itself."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    args = [a for a in harness.CHROMIUM_ARGS if not a.startswith("--autoplay-policy")]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=harness.CHROMIUM, args=args)
+        context = browser.new_context(viewport=harness.DESKTOP)
+        context.set_default_timeout(15_000)
+        yield context.new_page()
+        browser.close()
     harness._close_test_connections()
 
 
@@ -81,7 +96,8 @@ def assert_plays_muted_in_a_loop(page: Page) -> None:
     )
 
 
-def test_the_finished_clip_plays_muted_in_a_loop_live_and_after_a_reload(page, live_server, no_worker, settings):
+def test_the_finished_clip_plays_muted_in_a_loop_live_and_after_a_reload(strict_page, live_server, no_worker, settings):
+    page = strict_page
     settings.LOCAL_FRAMES = 24
     user = UserFactory()
     job = make_job(user, upload=make_upload(user, width=640, height=360))
