@@ -12,6 +12,15 @@ EMAIL_TAKEN = (
 )
 
 
+def email_taken(email: str, *, excluding=None) -> bool:
+    """Whether another account has ``email``, capitals aside (``excluding``: the
+    account being edited, for a staff form that checks the same rule)."""
+    others = get_user_model().objects.filter(email__iexact=email.strip())
+    if excluding is not None:
+        others = others.exclude(pk=excluding.pk)
+    return bool(email.strip()) and others.exists()
+
+
 class SignUpForm(UserCreationForm):
     email = forms.EmailField(help_text="Where we can reach you about your account.")
 
@@ -22,7 +31,7 @@ class SignUpForm(UserCreationForm):
         # One person, one account (and one set of starting credits): mail
         # reaches Marketer1@… and marketer1@… alike, so they are one address.
         email = self.cleaned_data["email"].strip()
-        if get_user_model().objects.filter(email__iexact=email).exists():
+        if email_taken(email):
             raise forms.ValidationError(EMAIL_TAKEN, code="email_taken")
         return email
 

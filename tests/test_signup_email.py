@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from jobs.forms_account import email_taken
 from jobs.models import LedgerEntry
 from tests.factories import UserFactory
 
@@ -42,3 +43,10 @@ def test_a_new_email_still_signs_up(client):
     response = signup(client, "marketer2", "Marketer2@example.com")
     assert response.status_code == 302
     assert User.objects.get(username="marketer2").email == "Marketer2@example.com"
+
+
+def test_the_rule_can_leave_out_the_account_being_edited():
+    owner = UserFactory(email="Owner@example.com")
+    assert email_taken("owner@EXAMPLE.com")
+    assert not email_taken("owner@example.com", excluding=owner)
+    assert not email_taken("")  # accounts without an email (createsuperuser allows it) never clash
