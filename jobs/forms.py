@@ -113,6 +113,9 @@ class CreateJobForm(forms.Form):
     negative_prompt = forms.CharField(
         required=False, max_length=2000, help_text="What to avoid. Leave blank to have one written."
     )
+    # "Run again with changes": the id of the user's job whose photo is used
+    # again when no new file is chosen (the view checks it is theirs).
+    photo_from = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+
+EMAIL_TAKEN = (
+    "An account with this email address already exists (capital letters make no difference). "
+    "Log in to that account instead."
+)
+
+
+def email_taken(email: str, *, excluding=None) -> bool:
+    """Whether another account has ``email``, capitals aside (``excluding``: the
+    account being edited, for a staff form that checks the same rule)."""
+    others = get_user_model().objects.filter(email__iexact=email.strip())
+    if excluding is not None:
+        others = others.exclude(pk=excluding.pk)
+    return bool(email.strip()) and others.exists()
 
 
 class SignUpForm(UserCreationForm):
@@ -11,6 +26,14 @@ class SignUpForm(UserCreationForm):
 
     class Meta(UserCreationForm.Meta):
         fields = ("username", "email")
+
+    def clean_email(self) -> str:
+        # One person, one account (and one set of starting credits): mail
+        # reaches Marketer1@… and marketer1@… alike, so they are one address.
+        email = self.cleaned_data["email"].strip()
+        if email_taken(email):
+            raise forms.ValidationError(EMAIL_TAKEN, code="email_taken")
+        return email
 
 
 class ApiKeyNameForm(forms.Form):

@@ -10,6 +10,16 @@ A job's life in the ledger: ``hold`` (−cost) when it is created, then either
 ``capture`` (0: the held credits become the charge) when it completes, or
 ``release`` (+cost) when it fails or is cancelled; staff may ``refund`` (+cost)
 a finished job once (the charge back, or goodwill if it was never charged).
+
+Every account starts with ``STARTING_CREDITS``, however the user was made
+(sign-up, ``createsuperuser``, the admin, a script): there is no hook on user
+creation (no signals), so the account is opened by whichever ledger function
+first needs it (``balance_of``, ``hold``, ``grant`` ...), through ``_account``.
+Opening is an insert guarded by the one-account-per-user constraint: of any
+number of concurrent first uses, exactly one inserts the row and writes the
+starting grant in the same transaction; the others wait for it (PostgreSQL's
+unique index, SQLite's write lock) and find the row. So the grant is given
+exactly once, and the balance equals the ledger's sum from the first row on.
 """
 
 from __future__ import annotations
@@ -42,18 +52,37 @@ class LedgerError(ValueError):
     """A ledger operation that makes no sense (a refund of an uncharged job...)."""
 
 
+STARTING_REASON = "Starting credits"
+
+
 def balance_of(user) -> int:
-    return CreditAccount.objects.filter(user=user).values_list("balance", flat=True).first() or 0
+    """The user's spendable credits; opens their account on first use."""
+    balance = CreditAccount.objects.filter(user=user).values_list("balance", flat=True).first()
+    return _account(user).balance if balance is None else balance
 
 
 def open_account(user, *, starting: int | None = None) -> CreditAccount:
-    """Create the user's account; a new account receives the starting credits once."""
+    """The user's account, opened now if it is new (with ``starting`` credits,
+    ``STARTING_CREDITS`` by default); an existing account is returned unchanged."""
+    return _account(user, starting=starting)
+
+
+def _account(user, *, starting: int | None = None) -> CreditAccount:
+    """The user's account; a new one is created with its starting grant, once.
+
+    The row and its grant are written in one transaction: if the caller's
+    transaction rolls back (a refused hold), both go, and the next use opens
+    the account afresh. ``get_or_create`` inserts in a savepoint and, when a
+    concurrent first use inserted first, reads that row instead, so only the
+    inserting call writes the grant.
+    """
     starting = settings.STARTING_CREDITS if starting is None else starting
     with transaction.atomic():
-        account, created = CreditAccount.objects.get_or_create(user=user)
+        account, created = CreditAccount.objects.get_or_create(user=user, defaults={"balance": max(starting, 0)})
         if created and starting > 0:
-            _append(user, LedgerEntry.GRANT, starting, reason="Starting credits")
-            account.refresh_from_db()
+            LedgerEntry.objects.create(
+                user=user, kind=LedgerEntry.GRANT, amount=starting, balance_after=starting, reason=STARTING_REASON
+            )
     return account
 
 
@@ -63,7 +92,6 @@ def grant(*, user, amount: int, reason: str, staff=None) -> LedgerEntry:
     if not reason.strip():
         raise LedgerError("A grant needs a reason.")
     with transaction.atomic():
-        CreditAccount.objects.get_or_create(user=user)
         return _append(user, LedgerEntry.GRANT, amount, reason=reason, staff=staff)
 
 
@@ -74,7 +102,6 @@ def adjust(*, user, amount: int, reason: str, staff=None) -> LedgerEntry:
     if not reason.strip():
         raise LedgerError("An adjustment needs a reason.")
     with transaction.atomic():
-        CreditAccount.objects.get_or_create(user=user)
         return _append(user, LedgerEntry.ADJUSTMENT, amount, reason=reason, staff=staff)
 
 
@@ -165,6 +192,7 @@ def _append_once(job: Job, kind: str, amount: int, *, reason: str, staff=None) -
 def _append(user, kind: str, amount: int, *, job: Job | None = None, reason: str = "", staff=None) -> LedgerEntry:
     """Move the balance by ``amount`` (guarded) and write the row, atomically."""
     with transaction.atomic():
+        _account(user)  # a user's first movement opens their account (with its starting grant)
         accounts = CreditAccount.objects.filter(user=user)
         if amount < 0:
             # The guard is the whole check: no read-then-write, so concurrent

@@ -6,7 +6,7 @@ from jobs import staff_files, views, views_account
 urlpatterns = [
     path("", views.root, name="home"),
     path("videos/", views.history, name="history"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", views_account.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", views_account.signup, name="signup"),
     path("account/password/", views_account.PasswordChangeView.as_view(), name="password-change"),

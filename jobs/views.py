@@ -10,20 +10,22 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import dateformat, timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs import actions
 from jobs.creation import JobInputError, create_job, create_job_from_image
 from jobs.forms import CreateJobForm, HistoryFilterForm, provider_labels, provider_options
-from jobs.intake import FRAMINGS
+from jobs.intake import FRAMINGS, nearest_framing
 from jobs.ledger import InsufficientCredits, balance_of
-from jobs.models import Job
+from jobs.models import Job, Upload
 from jobs.serving import serve_file
 from providers.registry import cost_of
 
@@ -34,7 +36,7 @@ def _get_job_for_user(request: HttpRequest, job_id) -> Job:
     # Another user's job is a 404, never a 403: its existence is not told.
     try:
         return Job.objects.select_related("upload").get(pk=job_id, owner=request.user)
-    except (Job.DoesNotExist, ValueError) as exc:
+    except (Job.DoesNotExist, ValueError, ValidationError) as exc:
         raise Http404("No such job.") from exc
 
 
@@ -93,7 +95,9 @@ def root(request: HttpRequest) -> HttpResponse:
 # --- Create -------------------------------------------------------------------------------
 
 
-def _render_create(request: HttpRequest, form: CreateJobForm, *, status: int = 200, image_error: str = ""):
+def _render_create(
+    request: HttpRequest, form: CreateJobForm, *, status: int = 200, image_error: str = "", reuse: Job | None = None
+):
     options = provider_options()
     chosen = form["provider"].value()
     context = {
@@ -106,8 +110,75 @@ def _render_create(request: HttpRequest, form: CreateJobForm, *, status: int = 2
         "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
         "max_upload_mb": f"{settings.MAX_UPLOAD_BYTES / (1024 * 1024):g}",
         "recent": Job.objects.for_user(request.user).only("id", "status", "created_at", "poster", "provider")[:4],
+        "reuse": reuse,
     }
     return render(request, "jobs/create.html", context, status=status)
+
+
+def _framing_of(width: int, height: int) -> str:
+    return next((name for name, size in FRAMINGS.items() if size == (width, height)), "auto")
+
+
+PHOTO_GONE = "The photo of that video is no longer available; choose the photo again."
+
+
+def _photo_stored(upload: Upload) -> bool:
+    return all(f and f.storage.exists(f.name) for f in (upload.original, upload.normalized))
+
+
+def _reusable_photo(request: HttpRequest, job_id) -> Job | None:
+    """The user's own job whose photo a new video may use again, if its files
+    are still stored; anyone else's job, or a photo gone, is None."""
+    if not job_id:
+        return None
+    try:
+        job = Job.objects.select_related("upload").get(pk=job_id, owner=request.user)
+    except (Job.DoesNotExist, ValueError, ValidationError):
+        return None
+    return job if _photo_stored(job.upload) else None
+
+
+def prefill(job: Job, form_fields, *, photo: bool) -> dict:
+    """The create form's initial values from ``job``: its settings, the seed it
+    actually used, each of its ``extra_params`` the form has a field for, and
+    (``photo``) its photo to use again."""
+    seed = job.seed_used or job.seed
+    initial = {
+        "provider": job.provider,
+        "model": job.model,
+        "framing": _framing_of(job.width, job.height),
+        "motion_bucket_id": job.motion_bucket_id,
+        "cfg_scale": job.cfg_scale,
+        "seed_mode": "fixed" if seed else "random",
+        "seed": seed or None,
+        "prompt": job.prompt,
+        "negative_prompt": job.negative_prompt,
+    }
+    if photo:
+        initial["photo_from"] = job.pk
+    extra = {name: value for name, value in (job.extra_params or {}).items() if name in form_fields}
+    return {**extra, **initial}
+
+
+def _photo_for(reuse: Job, framing: str | None) -> dict:
+    """How to give the reused photo to ``create_job``: the same upload when the
+    framing is unchanged, else its original framed anew (a new upload);
+    ``framing`` None is automatic."""
+    upload: Upload = reuse.upload
+    wanted = FRAMINGS[framing] if framing else nearest_framing(upload.source_width, upload.source_height)
+    if wanted == (upload.width, upload.height):
+        return {"upload": upload}
+    with upload.original.open("rb") as handle:
+        source = handle.read()
+    return {"source": source, "filename": upload.original_name, "framing": framing}
+
+
+def _create_form_from(request: HttpRequest, job_id) -> HttpResponse:
+    """ "Run again with changes": the form filled in from one of the user's jobs."""
+    job = _get_job_for_user(request, job_id)  # someone else's job is a 404
+    reuse = job if _photo_stored(job.upload) else None
+    form = CreateJobForm(initial=prefill(job, CreateJobForm.base_fields, photo=reuse is not None))
+    return _render_create(request, form, reuse=reuse, image_error="" if reuse else PHOTO_GONE)
 
 
 @login_required
@@ -118,23 +189,35 @@ def home(request: HttpRequest) -> HttpResponse:
         limit = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
         message = f"The file is too large; images must be {limit:g} MB or smaller."
         return _render_create(request, CreateJobForm(), status=413, image_error=message)
-    form = CreateJobForm(request.POST or None, request.FILES or None)
     if request.method != "POST":
-        return _render_create(request, form)
+        if request.GET.get("from"):
+            return _create_form_from(request, request.GET["from"])
+        return _render_create(request, CreateJobForm())
+    form = CreateJobForm(request.POST, request.FILES or None)
+    # A new file wins; without one, the photo of the user's earlier video is used again.
+    reuse = None if request.FILES.get("image") else _reusable_photo(request, request.POST.get("photo_from"))
+    if reuse:
+        form.fields["image"].required = False
     if not form.is_valid():
-        return _render_create(request, form, status=400)
+        if request.POST.get("photo_from") and not reuse and "image" in form.errors:
+            form.errors["image"] = form.error_class([PHOTO_GONE])
+        return _render_create(request, form, status=400, reuse=reuse)
     data = form.cleaned_data
     # Checked before the image is stored; ledger.hold in create_job stays the real guard.
     balance, cost = balance_of(request.user), cost_of(data["provider"])
     if cost > balance:
         form.add_error("provider", InsufficientCredits(balance, cost).message)
-        return _render_create(request, form, status=402)
+        return _render_create(request, form, status=402, reuse=reuse)
+    framing = None if data["framing"] == "auto" else data["framing"]
+    if reuse:
+        photo = _photo_for(reuse, framing)
+    else:
+        photo = {"source": data["image"], "filename": data["image"].name, "framing": framing}
+    start = create_job if "upload" in photo else create_job_from_image
     try:
-        job = create_job_from_image(
+        job = start(
             owner=request.user,
-            source=data["image"],
-            filename=data["image"].name,
-            framing=None if data["framing"] == "auto" else data["framing"],
+            **photo,
             provider=data["provider"],
             model=data["model"],
             seed=data["seed"],
@@ -145,10 +228,10 @@ def home(request: HttpRequest) -> HttpResponse:
         )
     except JobInputError as exc:
         form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-        return _render_create(request, form, status=400)
+        return _render_create(request, form, status=400, reuse=reuse)
     except InsufficientCredits as exc:
         form.add_error("provider", exc.message)
-        return _render_create(request, form, status=402)
+        return _render_create(request, form, status=402, reuse=reuse)
     return redirect("job-detail", job_id=job.pk)
 
 
@@ -209,6 +292,12 @@ def queue_position(job: Job) -> int | None:
     return Job.objects.filter(status=Job.QUEUED, created_at__lt=job.created_at).count() + 1
 
 
+def event_time(at) -> str:
+    """A timeline time as the page shows it, on load and on every live update
+    alike: one format, in the site's time zone (named under the timeline)."""
+    return dateformat.format(timezone.localtime(at), "H:i:s")
+
+
 def job_status_payload(job: Job) -> dict:
     payload = {
         "id": str(job.pk),
@@ -220,11 +309,18 @@ def job_status_payload(job: Job) -> dict:
         "queue_position": queue_position(job),
         "status_message": job.status_message,
         "seed_used": job.seed_used,
+        "seed_random": not job.seed,  # asked for a random seed: the page says the one used was picked
         "error_code": job.error_code,
         "error_message": job.error_message,
         "advice": failure_advice(job),
         "events": [
-            {"at": e.at.isoformat(), "from": e.from_status, "to": e.to_status, "message": e.message}
+            {
+                "at": e.at.isoformat(),
+                "time": event_time(e.at),
+                "from": e.from_status,
+                "to": e.to_status,
+                "message": e.message,
+            }
             for e in job.events.all()
         ],
     }
@@ -248,6 +344,7 @@ def job_detail(request: HttpRequest, job_id) -> HttpResponse:
         "status": job_status_payload(job),
         "framing": framing,
         "provider_label": provider_labels().get(job.provider, job.provider),
+        "time_zone": timezone.get_current_timezone_name(),
     }
     return render(request, "jobs/detail.html", context)
 

@@ -3,6 +3,7 @@ and API keys. Thin views over ``jobs.ledger`` and ``jobs.apikeys``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.contrib import messages
@@ -21,19 +22,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from jobs import ledger
 from jobs.apikeys import KEY_PREFIX, create_api_key, rename_api_key, revoke_api_key
+from jobs.demo import demo_login_available
+from jobs.forms import provider_labels
 from jobs.forms_account import ApiKeyNameForm, SignUpForm
-from jobs.models import ApiKey, LedgerEntry
+from jobs.models import ApiKey, Job, LedgerEntry
 
 LEDGER_PAGE_SIZE = 20
-# The ledger's kinds in words a customer uses.
-KIND_LABELS = {
-    LedgerEntry.GRANT: "Added",
-    LedgerEntry.HOLD: "Held",
-    LedgerEntry.CAPTURE: "Charged",
-    LedgerEntry.RELEASE: "Given back",
-    LedgerEntry.REFUND: "Refunded",
-    LedgerEntry.ADJUSTMENT: "Adjusted",
-}
 CHART_DAYS = 30
 
 
@@ -57,6 +51,14 @@ def signup(request: HttpRequest) -> HttpResponse:
         )
         return redirect("home")
     return render(request, "account/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+class LoginView(auth_views.LoginView):
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        # "make run printed a demo login" is said only where it is true.
+        return {**super().get_context_data(**kwargs), "demo_login": demo_login_available()}
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
@@ -109,18 +111,96 @@ def chart_bars(series: list[dict], *, width: int = 600, height: int = 160) -> di
     }
 
 
+@dataclass
+class StatementLine:
+    """One line of the credits page: a job (what it cost, and how it ended), or
+    a grant, adjustment or refund as it was booked."""
+
+    at: datetime
+    label: str  # the outcome in a customer's words: "Charged", "Not charged", "Held", "Added" ...
+    outcome: str  # a CSS-friendly key: charged, released, held, grant, adjustment, refund
+    detail: str
+    change: int  # what it did to the balance, all told
+    job_id: object = None
+
+
+OTHER_LINES = {
+    LedgerEntry.GRANT: ("Added", "grant"),
+    LedgerEntry.ADJUSTMENT: ("Adjusted", "adjustment"),
+    LedgerEntry.REFUND: ("Refunded", "refund"),
+}
+
+
+def _job_line(
+    hold: LedgerEntry, settlement: LedgerEntry | None, labels: dict[str, str], refunded: bool
+) -> StatementLine:
+    job, cost = hold.job, -hold.amount
+    video = f"Video with {labels.get(job.provider, job.provider)}"
+    credits = f"{cost} credit{'s' if cost != 1 else ''}"
+    if settlement is None:
+        # Only here is the hold worth telling: the credits are set aside, not yet spent.
+        return StatementLine(
+            hold.at,
+            "Held",
+            "held",
+            f"{video}, still being made: {credits} held, charged only if it completes",
+            hold.amount,
+            job.pk,
+        )
+    if settlement.kind == LedgerEntry.CAPTURE:
+        note = "; refunded later" if refunded else ""
+        return StatementLine(hold.at, "Charged", "charged", f"{video}, completed{note}", hold.amount, job.pk)
+    ended = {Job.FAILED: "failed", Job.CANCELLED: "was cancelled"}.get(job.status, "did not complete")
+    return StatementLine(
+        hold.at,
+        "Not charged",
+        "released",
+        f"{video} {ended}: the {credits} held {'was' if cost == 1 else 'were'} given back",
+        0,
+        job.pk,
+    )
+
+
+def statement_lines(entries: list[LedgerEntry]) -> list[StatementLine]:
+    """The page's lines for ``entries`` (a page of a user's ledger without its
+    captures and releases): each job's hold becomes the job's one line, joined
+    with how it was settled; other entries keep a line each."""
+    holds = [e for e in entries if e.kind == LedgerEntry.HOLD]
+    settlements = {
+        e.job_id: e
+        for e in LedgerEntry.objects.filter(
+            job_id__in=[h.job_id for h in holds], kind__in=[LedgerEntry.CAPTURE, LedgerEntry.RELEASE]
+        )
+    }
+    refunded = set(
+        LedgerEntry.objects.filter(job_id__in=[h.job_id for h in holds], kind=LedgerEntry.REFUND).values_list(
+            "job_id", flat=True
+        )
+    )
+    labels = provider_labels()
+    lines = []
+    for entry in entries:
+        if entry.kind == LedgerEntry.HOLD:
+            lines.append(_job_line(entry, settlements.get(entry.job_id), labels, entry.job_id in refunded))
+            continue
+        label, outcome = OTHER_LINES.get(entry.kind, (entry.get_kind_display(), entry.kind))
+        lines.append(StatementLine(entry.at, label, outcome, entry.reason, entry.amount, entry.job_id))
+    return lines
+
+
 @login_required
 @require_GET
 def credits(request: HttpRequest) -> HttpResponse:
-    entries = LedgerEntry.objects.filter(user=request.user).order_by("-at", "-id")
+    ledger.balance_of(request.user)  # a first visit opens the account, so its starting grant is listed
+    entries = (
+        LedgerEntry.objects.filter(user=request.user)
+        .exclude(kind__in=[LedgerEntry.CAPTURE, LedgerEntry.RELEASE])  # shown on their job's line
+        .select_related("job")
+        .only("at", "kind", "amount", "reason", "job_id", "job__provider", "job__status")
+        .order_by("-at", "-id")
+    )
     page = Paginator(entries, LEDGER_PAGE_SIZE).get_page(request.GET.get("page"))
-    page.object_list = list(page.object_list)
-    for entry in page.object_list:
-        entry.label = KIND_LABELS.get(entry.kind, entry.kind)
-        # "Charged" + "Charged 1 for a completed video" reads once, not twice.
-        repeated = entry.reason.lower().startswith(entry.label.lower())
-        entry.detail = entry.reason[len(entry.label) :].strip() if repeated else entry.reason
-        entry.separator = "" if repeated or not entry.reason else "·"
+    page.object_list = statement_lines(list(page.object_list))
     series = spending_by_day(request.user)
     context = {
         "page": page,

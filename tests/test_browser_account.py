@@ -73,9 +73,13 @@ def test_the_credits_page_shows_the_ledger_and_the_spending(page, live_server, s
     page.get_by_role("link", name="48 credits").click()
     expect(page.get_by_role("heading", name="Credits", exact=True)).to_be_visible()
     rows = page.locator("#ledger tbody tr")
-    expect(rows).to_have_count(6)  # grant, 2 × (hold, capture), bonus
+    expect(rows).to_have_count(4)  # grant, one line per video, bonus
     expect(rows.first).to_contain_text("Welcome bonus")
     expect(rows.first).to_contain_text("+10")
+    for row in (rows.nth(1), rows.nth(2)):
+        expect(row.locator(".outcome")).to_have_text("Charged")
+        expect(row.locator("td.num")).to_have_text("-1")
+    expect(page.locator("#ledger")).not_to_contain_text("Held")
     bars = page.locator("#spending-chart rect.bar:not(.empty-bar)")
     expect(bars).to_have_count(1)
     assert bars.first.get_attribute("data-spent") == "2"

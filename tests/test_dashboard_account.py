@@ -102,7 +102,7 @@ def test_the_credits_page_lists_the_ledger_and_the_spending(client):
     pipeline.advance(job.pk)
     client.force_login(user)
     html = client.get(reverse("credits")).content.decode()
-    for words in ("Added", "Starting credits", "Held", "Charged", reverse("job-detail", args=[job.pk])):
+    for words in ("Added", "Starting credits", "Charged", reverse("job-detail", args=[job.pk])):
         assert words in html
     assert 'id="spending-chart"' in html and "1 credit in 30 days" in html
     assert html.count('class="bar empty-bar"') == 29

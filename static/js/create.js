@@ -15,6 +15,7 @@
   JSON.parse($("provider-data").textContent).forEach(function (p) { providers[p.name] = p; });
 
   var fileInput = $("id_image");
+  var reused = $("id_photo_from");  // "Run again with changes": the earlier video's photo, unless a file is chosen
   var canvas = $("preview");
   var picture = null;        // the decoded photo, once chosen
   var fileProblem = null;    // a message, or null when the file looks right
@@ -107,6 +108,8 @@
     $("preview-box").hidden = true;
     var again = $("image-again");
     if (again) again.hidden = true;
+    if (reused) $("reuse-photo").hidden = !!file;
+    if (!file && reused) { fileProblem = null; return; }
     if (!file) { fileProblem = "Choose a photo (JPEG or PNG) to animate."; return; }
     fileCheck = checkFile(file).then(function (problem) {
       fileProblem = problem;
@@ -219,5 +222,5 @@
   if ($("provider-error").hidden) showError("provider-error", creditProblem());
 
   if (fileInput.files.length) useFile(fileInput.files[0]);  // a file kept by the browser on "back"
-  else fileProblem = "Choose a photo (JPEG or PNG) to animate.";
+  else fileProblem = reused ? null : "Choose a photo (JPEG or PNG) to animate.";
 })();

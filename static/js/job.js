@@ -20,12 +20,23 @@
       var li = document.createElement("li");
       var t = document.createElement("time");
       t.dateTime = e.at;
-      t.textContent = new Date(e.at).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit"});
+      t.textContent = e.time;  // formatted by the server, as on a reload: same format, same zone
       var s = document.createElement("strong");
       s.textContent = e.to;
       li.append(t, " ", s, " — " + e.message);
       list.appendChild(li);
     });
+  }
+
+  function renderSeed(s) {
+    var seed = $("job-seed");
+    seed.textContent = s.seed_used;
+    if (s.seed_random) {
+      var note = document.createElement("span");
+      note.className = "dim";
+      note.textContent = "(picked at random)";
+      seed.append(" ", note);
+    }
   }
 
   function render(s) {
@@ -44,7 +55,7 @@
     show("job-error", !!s.error_message);
     $("job-advice").textContent = s.advice || "";
     show("job-problem", !!s.advice);
-    if (s.seed_used) $("job-seed").textContent = s.seed_used;
+    if (s.seed_used) renderSeed(s);
     renderEvents(s.events);
     show("job-cancel", s.cancellable);
     show("job-rerun", s.final);
@@ -54,7 +65,10 @@
       var video = $("job-video");
       if (!video.getAttribute("src")) {
         video.poster = s.poster_url;
+        video.muted = true;  // the attribute sets only the default; autoplay needs it muted now
         video.src = s.video_url;
+        var playing = video.play();  // autoplay is asked for again: some browsers skip it for a late src
+        if (playing && playing.catch) playing.catch(function () {});
       }
       $("job-download").href = s.download_url;
       $("job-facts").textContent = s.frames + " frames, " + Number(s.duration).toFixed(1) + " s";
