@@ -27,6 +27,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
@@ -39,6 +40,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import smart_split, unescape_string_literal
 
 from jobs import actions, ledger
+from jobs.accounts import email_taken
 from jobs.creation import JobInputError
 from jobs.models import CreditAccount, Job, JobEvent, LedgerEntry, Upload
 from jobs.staff_files import staff_file_url
@@ -752,8 +754,20 @@ if admin.site.is_registered(User):
     admin.site.unregister(User)
 
 
+class StaffUserChangeForm(UserChangeForm):
+    """The admin's user form, holding staff to the sign-up rule: one account per
+    email, capitals aside."""
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data.get("email", "")
+        if email_taken(email, excluding=self.instance):
+            raise forms.ValidationError("Another account already has this email address (capitals make no difference).")
+        return email
+
+
 @admin.register(User)
 class UserWithCreditsAdmin(UserAdmin):
+    form = StaffUserChangeForm
     list_display = (*UserAdmin.list_display, "balance")
     actions = ["grant_or_adjust_credits"]
     readonly_fields = (*UserAdmin.readonly_fields, "balance", "ledger")

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+
+from jobs.accounts import email_taken
 
 EMAIL_TAKEN = (
     "An account with this email address already exists (capital letters make no difference). "
     "Log in to that account instead."
 )
-
-
-def email_taken(email: str, *, excluding=None) -> bool:
-    """Whether another account has ``email``, capitals aside (``excluding``: the
-    account being edited, for a staff form that checks the same rule)."""
-    others = get_user_model().objects.filter(email__iexact=email.strip())
-    if excluding is not None:
-        others = others.exclude(pk=excluding.pk)
-    return bool(email.strip()) and others.exists()
 
 
 class SignUpForm(UserCreationForm):

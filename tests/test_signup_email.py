@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from jobs.forms_account import email_taken
+from jobs.accounts import email_taken
 from jobs.models import LedgerEntry
 from tests.factories import UserFactory
 
@@ -50,3 +50,16 @@ def test_the_rule_can_leave_out_the_account_being_edited():
     assert email_taken("owner@EXAMPLE.com")
     assert not email_taken("owner@example.com", excluding=owner)
     assert not email_taken("")  # accounts without an email (createsuperuser allows it) never clash
+
+
+def test_staff_cannot_give_an_account_an_email_another_has_in_other_capitals(admin_client):
+    UserFactory(username="first", email="first@example.com")
+    second = UserFactory(username="second", email="second@example.com")
+    response = admin_client.post(
+        reverse("admin:auth_user_change", args=[second.pk]),
+        {"username": "second", "email": "FIRST@example.com", "date_joined_0": "2026-01-01", "date_joined_1": "00:00"},
+    )
+    assert response.status_code == 200
+    assert "Another account already has this email address" in response.content.decode()
+    second.refresh_from_db()
+    assert second.email == "second@example.com"
