@@ -247,7 +247,7 @@ def file_parts(schema: dict, body_schema: dict) -> dict:
 
 def test_no_example_puts_text_where_a_file_goes(schema):
     for label, operation in operations(schema):
-        for status, media_type, content in bodies(operation):
+        for _status, media_type, content in bodies(operation):
             for name, example in content.get("examples", {}).items():
                 if media_type == "multipart/form-data":
                     assert not file_parts(schema, content["schema"]).keys() & example["value"].keys(), (label, name)
