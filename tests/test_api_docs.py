@@ -1,6 +1,8 @@
 """The API describes itself: OpenAPI schema, Swagger UI, ReDoc, and GET /."""
 
+import inspect
 import io
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -423,3 +425,42 @@ def test_every_tag_of_an_operation_is_described():
     described = {tag["name"]: tag.get("description", "") for tag in schema["tags"]}
     assert used <= set(described)
     assert all(described[tag] for tag in used)
+
+
+# --- descriptions --------------------------------------------------------------------------
+
+
+def docstrings_of_the_views() -> set[str]:
+    """Every docstring of a view class the URLs reach, and of their bases: comments for whoever
+    maintains the code, which drf-spectacular would show as an operation's description."""
+    from django.urls import get_resolver
+
+    found: set[str] = set()
+
+    def walk(patterns):
+        for pattern in patterns:
+            if hasattr(pattern, "url_patterns"):
+                walk(pattern.url_patterns)
+            view = getattr(getattr(pattern, "callback", None), "view_class", None)
+            for cls in getattr(view, "__mro__", ()):
+                if cls.__module__.startswith("jobs.") and inspect.getdoc(cls):
+                    found.add(inspect.getdoc(cls))
+
+    walk(get_resolver().url_patterns)
+    return found
+
+
+def test_every_operation_has_a_description_written_for_an_integrator(schema):
+    internal = docstrings_of_the_views()
+    for label, operation in operations(schema):
+        description = operation.get("description", "")
+        assert description.strip(), f"{label} has no description"
+        assert not any(doc in description or description in doc for doc in internal), label
+        # Words of the implementation, not of the API.
+        words = set(description.replace("'", " ").split())
+        assert not {"DRF", "APIView", "drf-spectacular", "docstring"} & words, label
+
+
+def test_the_base_views_docstring_no_longer_leaks_into_the_docs(schema):
+    text = json.dumps(schema)
+    assert "method the endpoint lacks" not in text and "DRF's view" not in text
