@@ -134,7 +134,9 @@ def test_the_schema_says_which_bodies_refuse_other_properties():
     assert requests | {"CompatImageToVideoRequest"} <= strict
     # An answer may grow new keys: a client must not be told they can never come.
     assert "JobOutput" not in strict and "ApiKeyOutput" not in strict
-    assert components["ApiKeyInputRequest"]["properties"]["name"]["maxLength"] == 100
+    # The name may be blank, or text without NUL of at most 100 characters, counted as sent.
+    name = components["ApiKeyInputRequest"]["properties"]["name"]["oneOf"]
+    assert {"type": "string", "pattern": "^[^\\x00]+$", "maxLength": 100} in name
 
 
 # --- the Stability-compatible start: the spec's fields, in its own error shape -------------

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
-from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -20,6 +20,10 @@ from jobs.queue_position import queue_position
 from providers.registry import PROVIDERS
 
 SIGNING_SALT = "i2v.result-link"
+# DRF refuses a NUL in any text field ("Null characters are not allowed"); PostgreSQL could not store one.
+# "+", not "*": drf-spectacular writes a blank-allowed field as oneOf(this, maxLength 0), and
+# "" must match only one of the two.
+NO_NUL = r"^[^\x00]+$"
 
 
 def signed_result_url(request, job: Job, kind: str) -> str:
@@ -52,6 +56,19 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
+    """Tells the schema the rule DRF adds to every text field: no NUL character."""
+
+    target_class = StrictCharField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["pattern"] = NO_NUL
+        return schema
 
 
 # A request body that refuses keys it does not declare. A misspelt field
