@@ -46,8 +46,9 @@ def test_the_line_counts_everyones_jobs_and_breaks_a_tie_in_time_by_id():
     theirs, mine = make_job(someone), make_job(me)
     at = timezone.now()
     Job.objects.filter(pk__in=[theirs.pk, mine.pk]).update(created_at=at)
-    positions = sorted(queue_position(Job.objects.get(pk=job.pk)) for job in (theirs, mine))
-    assert positions == [1, 2]  # never both 1
+    theirs.refresh_from_db()
+    mine.refresh_from_db()
+    assert sorted([queue_position(theirs), queue_position(mine)]) == [1, 2]  # never both 1
     api = key_client(me)
     assert api.get(f"/api/v1/jobs/{mine.pk}").json()["queue_position"] == queue_position(mine)
 
