@@ -25,6 +25,7 @@ from django.test import override_settings
 from django.urls import Resolver404, resolve
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
+from rest_framework.test import APIClient
 
 from i2v_site.wsgi import application
 from jobs import actions
@@ -235,3 +236,13 @@ def test_workflows_with_a_key_pass_every_check(caller_with_jobs):
             suppress_health_check=list(HealthCheck),
         ),
     )
+
+
+def test_the_fuzzing_covers_every_documented_operation_with_every_check(db):
+    documented = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
+    labels = {f"{method.upper()} {path}" for path, item in documented.items() for method in item}
+    for fuzzed in (schema, anonymous_schema):
+        assert {result.ok().label for result in fuzzed.get_all_operations()} == labels
+    # Every check on, none switched off for any operation; only expected statuses are widened.
+    assert "[checks]\nenabled = true" in CONFIG and "enabled = false" not in CONFIG
+    assert "exclude" not in CONFIG and "skip" not in CONFIG
