@@ -115,3 +115,12 @@ def test_a_nul_anywhere_else_in_a_path_or_query_is_a_4xx(caller, path):
 def test_an_anonymous_nul_is_refused_before_any_query():
     assert APIClient().get("/api/v1/jobs/%00/video?token=%00").status_code == 404
     assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/credits", "/api/img2video/result/" + "0" * 32])
+def test_a_nul_in_the_bearer_key_is_a_401(path):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer i2v_ab\x00cd_secret")
+    response = client.get(path)
+    assert response.status_code == 401
+    assert "error" in response.json()
