@@ -290,8 +290,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["jobs.api.auth.PerKeyThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api": API_RATE},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # JSON everywhere; the endpoints that take files declare their parsers.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON everywhere (nesting bounded, so a deep body is a 400, not a RecursionError);
+    # the endpoints that take files declare their parsers.
+    "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

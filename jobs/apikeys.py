@@ -31,7 +31,8 @@ def create_api_key(*, user, name: str = "") -> tuple[ApiKey, str]:
 
 def authenticate_key(raw: str) -> ApiKey | None:
     """The active key matching ``raw``, or None; constant-time comparison."""
-    if not raw.startswith(KEY_PREFIX) or raw.count("_") < 2:
+    # A NUL cannot be in a key we made, and PostgreSQL refuses it in a query (a 500, not a 401).
+    if not raw.startswith(KEY_PREFIX) or raw.count("_") < 2 or "\x00" in raw:
         return None
     prefix = raw[len(KEY_PREFIX) :].split("_", 1)[0]
     key = ApiKey.objects.active().select_related("user").filter(prefix=prefix).first()

@@ -20,6 +20,7 @@ from jobs.compat_stability import (
     NOT_FOUND_MESSAGE,
     PARAMETERS,
     STARTED_MESSAGE,
+    unknown_fields_message,
 )
 
 TAG = "Stability-compatible"
@@ -43,12 +44,16 @@ def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _examples(**named: object) -> dict:
+def _examples(_description: str = "", **named: object) -> dict:
     """``Name_of_it=value`` pairs as OpenAPI examples, keyed and summarised as drf-spectacular does."""
+    described = {"description": _description} if _description else {}
     return {
-        re.sub(r"[\W_]", "", key.title()): {"summary": key.replace("_", " "), "value": value}
+        re.sub(r"[\W_]", "", key.title()): {"summary": key.replace("_", " "), **described, "value": value}
         for key, value in named.items()
     }
+
+
+FILE_PART = "Plus the image itself as the file part `image` (a JPEG or PNG of at most 10 MB)."
 
 
 def _json(description: str, schema: str, headers: dict | None = None, **examples: object) -> dict:
@@ -94,6 +99,7 @@ SCHEMAS: dict[str, dict] = {
     "CompatImageToVideoRequest": {
         "type": "object",
         "required": ["image"],
+        "additionalProperties": False,
         "properties": {
             "image": {
                 "type": "string",
@@ -179,19 +185,12 @@ START = {
             "multipart/form-data": {
                 "schema": _ref("CompatImageToVideoRequest"),
                 "encoding": {"image": {"contentType": "image/jpeg, image/png"}},
+                # A file cannot be written into an example's value: these show the text fields and
+                # say where the file goes, rather than pretend a sentence is an image.
                 "examples": _examples(
-                    The_specs_defaults={
-                        "image": "(the JPEG or PNG file)",
-                        "seed": 0,
-                        "cfg_scale": 1.5,
-                        "motion_bucket_id": 127,
-                    },
-                    A_chosen_seed_and_more_motion={
-                        "image": "(the JPEG or PNG file)",
-                        "seed": 12345,
-                        "cfg_scale": 2.5,
-                        "motion_bucket_id": 200,
-                    },
+                    _description=FILE_PART,
+                    The_specs_defaults={"seed": 0, "cfg_scale": 1.5, "motion_bucket_id": 127},
+                    A_chosen_seed_and_more_motion={"seed": 12345, "cfg_scale": 2.5, "motion_bucket_id": 200},
                 ),
             }
         },
@@ -221,6 +220,7 @@ START = {
             Seed_out_of_range="seed must be from 0 to 4294967294; got -1.",
             Cfg_scale_out_of_range="cfg_scale must be from 0 to 10; got 11.",
             Motion_bucket_id_out_of_range="motion_bucket_id must be from 1 to 255; got 0.",
+            Unknown_field=unknown_fields_message(["motoin"]),
             Not_multipart='Unsupported media type "application/json" in request. '
             "Send the image as multipart/form-data in the field 'image'.",
         ),
@@ -294,9 +294,10 @@ RESULT = {
 }
 
 
-def _file(description: str) -> dict:
-    # Bytes have no literal example worth showing; the description says what comes back.
-    return {"schema": {"type": "string", "format": "binary"}, "examples": {"TheFile": {"description": description}}}
+def _file() -> dict:
+    # Bytes have no literal example worth showing (and an example without a value stops
+    # ReDoc from rendering at all): the answer's description says what comes back.
+    return {"schema": {"type": "string", "format": "binary"}}
 
 
 VIDEO = {
@@ -325,18 +326,15 @@ VIDEO = {
     ],
     "responses": {
         "200": {
-            "description": "The whole MP4.",
+            "description": "The whole MP4, with `Content-Length` and `Accept-Ranges: bytes`.",
             "headers": {"Accept-Ranges": _header("`bytes`")},
-            "content": {"video/mp4": _file("The MP4's bytes, with `Content-Length` and `Accept-Ranges: bytes`.")},
+            "content": {"video/mp4": _file()},
         },
         "206": {
-            "description": "The range asked for.",
+            "description": "The range asked for: for `Range: bytes=0-1023` the first 1024 bytes, with "
+            "`Content-Range: bytes 0-1023/123783`.",
             "headers": {"Content-Range": _header("e.g. `bytes 0-1023/123783`")},
-            "content": {
-                "video/mp4": _file(
-                    "For `Range: bytes=0-1023`: the first 1024 bytes, with `Content-Range: bytes 0-1023/123783`."
-                )
-            },
+            "content": {"video/mp4": _file()},
         },
         "404": _error(
             "The link is wrong or expired, or the video is gone; poll the result again for a fresh link.",

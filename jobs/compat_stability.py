@@ -24,6 +24,11 @@ Decisions:
 * The provider is ``settings.COMPAT_PROVIDER``; empty means ``stability`` when
   ``STABILITY_API_KEY`` is set, else ``local``. A provider that is not usable
   here is the server's fault, so it is a 500, not a 400.
+* Fields: the spec's four (``image``, ``seed``, ``cfg_scale``,
+  ``motion_bucket_id``) and no others. Both of the spec's own clients send
+  exactly these, so no extra field needs tolerating; any other is refused with
+  400 naming it, since a misspelt ``motoin`` would otherwise be charged as the
+  default motion.
 * A content-filtered result: the spec models it as "complete" with
   ``finish_reason: CONTENT_FILTERED``, but our pipeline keeps no video for it
   (the job fails and is not charged), and a "complete" answer whose
@@ -132,6 +137,13 @@ def _seed_of(job: Job) -> str:
 # --- POST /api/img2video ------------------------------------------------------------------
 
 
+def unknown_fields_message(names: list[str]) -> str:
+    """The refusal of fields the spec does not have."""
+    known = ["image", *PARAMETERS]
+    takes = f"{', '.join(known[:-1])} and {known[-1]}"
+    return f"Unknown field{'s' if len(names) > 1 else ''} {', '.join(names)}: this endpoint takes {takes}."
+
+
 def _parameter(data, name: str):
     low, high, default, whole = PARAMETERS[name]
     raw = data.get(name)
@@ -189,6 +201,9 @@ class ImageToVideo(APIView):
     @extend_schema(exclude=True)  # documented once, by jobs.compat_openapi
     def post(self, request):
         data = request.data
+        unknown = [name for name in data if name != "image" and name not in PARAMETERS]
+        if unknown:
+            raise JobInputError(unknown[0], unknown_fields_message(unknown))
         image = request.FILES.get("image")
         if image is None:
             if data.get("image"):

@@ -26,6 +26,7 @@ from jobs.forms import CreateJobForm, HistoryFilterForm, provider_labels, provid
 from jobs.intake import FRAMINGS, nearest_framing
 from jobs.ledger import InsufficientCredits, balance_of
 from jobs.models import Job, Upload
+from jobs.queue_position import queue_position
 from jobs.serving import serve_file
 from providers.registry import cost_of
 
@@ -283,13 +284,6 @@ def failure_advice(job: Job) -> str:
         hours = settings.RESULT_RETENTION_HOURS
         return f"Videos are kept for {hours} hours. Press “Run again” to make it again from the same photo."
     return ""
-
-
-def queue_position(job: Job) -> int | None:
-    """Where the job waits: the provider's queue once it has it, ours before."""
-    if job.queue_position is not None or job.status != Job.QUEUED:
-        return job.queue_position
-    return Job.objects.filter(status=Job.QUEUED, created_at__lt=job.created_at).count() + 1
 
 
 def event_time(at) -> str:

@@ -1,6 +1,8 @@
 """The API describes itself: OpenAPI schema, Swagger UI, ReDoc, and GET /."""
 
+import inspect
 import io
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -148,6 +150,10 @@ def key_differences(example: object, real: object, where: str = "") -> list[str]
     return []
 
 
+def is_binary(content: dict) -> bool:
+    return content.get("schema", {}).get("format") == "binary"
+
+
 def test_every_operation_has_examples_for_its_request_and_responses(schema):
     labels = [label for label, _ in operations(schema)]
     assert len(labels) == 15, labels
@@ -155,9 +161,24 @@ def test_every_operation_has_examples_for_its_request_and_responses(schema):
         f"{label} {status} {media_type}"
         for label, operation in operations(schema)
         for status, media_type, content in bodies(operation)
-        if not content.get("examples")
+        if not content.get("examples") and not is_binary(content)
     ]
     assert missing == []
+
+
+def test_a_file_answer_has_no_example_but_says_in_its_description_what_comes_back(schema):
+    # An example without a value made ReDoc fail on the whole page ("Cannot read
+    # properties of undefined (reading 'toString')"), and bytes have no value worth showing.
+    files = [
+        (label, status, operation["responses"][status])
+        for label, operation in operations(schema)
+        for status, media_type, content in bodies(operation)
+        if is_binary(content) and status != "request"
+    ]
+    assert {label for label, _, _ in files} == {"GET /api/v1/jobs/{job_id}/{kind}", "GET /processed_videos/{filename}"}
+    for label, status, response in files:
+        assert all("examples" not in content for content in response["content"].values()), (label, status)
+        assert "Content-" in response["description"], (label, status)
     # An answer without a body has nothing to show; only the key revocation has one.
     bodiless = [
         f"{label} {status}"
@@ -182,12 +203,11 @@ def test_every_operation_documents_a_success_and_the_errors_a_caller_can_get(sch
             assert "429" in statuses or label in UNTHROTTLED, label
 
 
-def test_every_json_example_has_a_value_and_every_error_example_its_own_status(schema):
+def test_every_example_has_a_value_and_every_error_example_its_own_status(schema):
     for label, operation in operations(schema):
         for status, media_type, content in bodies(operation):
             for name, example in content.get("examples", {}).items():
-                if media_type in ("application/json", "multipart/form-data"):
-                    assert "value" in example, f"{label} {status} {name}"
+                assert "value" in example, f"{label} {status} {media_type} {name}"
                 if status.startswith(("4", "5")):
                     error = example["value"]["error"]
                     if is_compat(operation):  # the spec's shape: the message alone, the status is the HTTP one
@@ -206,14 +226,33 @@ def test_every_example_matches_its_own_schema(schema):
                 {**to_json_schema(content["schema"]), "components": components}, format_checker=FORMATS
             )
             for name, example in content.get("examples", {}).items():
-                if "value" in example:
-                    checked += 1
-                    problems += [
-                        f"{label} {status} {media_type} {name}: {error.message} at {error.json_path}"
-                        for error in validator.iter_errors(example["value"])
-                    ]
+                checked += 1
+                value = example["value"]
+                if media_type == "multipart/form-data":
+                    value = {**value, **file_parts(schema, content["schema"])}
+                    assert "file part `image`" in example.get("description", ""), f"{label} {name}"
+                problems += [
+                    f"{label} {status} {media_type} {name}: {error.message} at {error.json_path}"
+                    for error in validator.iter_errors(value)
+                ]
     assert problems == []
     assert checked >= 80
+
+
+def file_parts(schema: dict, body_schema: dict) -> dict:
+    """A stand-in for each file part of a multipart body: a file cannot be written into an
+    example's value, so the examples leave it out and say in their description where it goes."""
+    name = body_schema["$ref"].rsplit("/", 1)[1]
+    properties = schema["components"]["schemas"][name]["properties"]
+    return {key: "<file>" for key, prop in properties.items() if prop.get("format") == "binary"}
+
+
+def test_no_example_puts_text_where_a_file_goes(schema):
+    for label, operation in operations(schema):
+        for _status, media_type, content in bodies(operation):
+            for name, example in content.get("examples", {}).items():
+                if media_type == "multipart/form-data":
+                    assert not file_parts(schema, content["schema"]).keys() & example["value"].keys(), (label, name)
 
 
 def component_validator(schema: dict, name: str) -> Draft202012Validator:
@@ -338,6 +377,7 @@ def test_the_compat_examples_are_the_bodies_the_endpoints_really_answer(
         (START, "400", "Seed out of range"): start(image=image_file(), seed="-1"),
         (START, "400", "Cfg scale out of range"): start(image=image_file(), cfg_scale="11"),
         (START, "400", "Motion bucket id out of range"): start(image=image_file(), motion_bucket_id="0"),
+        (START, "400", "Unknown field"): start(image=image_file(), motoin="200"),
         (START, "400", "Not multipart"): client.post("/api/img2video", {"image": "x"}, format="json"),
         (START, "401", "No key"): start(client=APIClient(), image=image_file()),
         (START, "401", "Wrong or revoked key"): start(client=wrong_key, image=image_file()),
@@ -385,3 +425,42 @@ def test_every_tag_of_an_operation_is_described():
     described = {tag["name"]: tag.get("description", "") for tag in schema["tags"]}
     assert used <= set(described)
     assert all(described[tag] for tag in used)
+
+
+# --- descriptions --------------------------------------------------------------------------
+
+
+def docstrings_of_the_views() -> set[str]:
+    """Every docstring of a view class the URLs reach, and of their bases: comments for whoever
+    maintains the code, which drf-spectacular would show as an operation's description."""
+    from django.urls import get_resolver
+
+    found: set[str] = set()
+
+    def walk(patterns):
+        for pattern in patterns:
+            if hasattr(pattern, "url_patterns"):
+                walk(pattern.url_patterns)
+            view = getattr(getattr(pattern, "callback", None), "view_class", None)
+            for cls in getattr(view, "__mro__", ()):
+                if cls.__module__.startswith("jobs.") and inspect.getdoc(cls):
+                    found.add(inspect.getdoc(cls))
+
+    walk(get_resolver().url_patterns)
+    return found
+
+
+def test_every_operation_has_a_description_written_for_an_integrator(schema):
+    internal = docstrings_of_the_views()
+    for label, operation in operations(schema):
+        description = operation.get("description", "")
+        assert description.strip(), f"{label} has no description"
+        assert not any(doc in description or description in doc for doc in internal), label
+        # Words of the implementation, not of the API.
+        words = set(description.replace("'", " ").split())
+        assert not {"DRF", "APIView", "drf-spectacular", "docstring"} & words, label
+
+
+def test_the_base_views_docstring_no_longer_leaks_into_the_docs(schema):
+    text = json.dumps(schema)
+    assert "method the endpoint lacks" not in text and "DRF's view" not in text

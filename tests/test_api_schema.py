@@ -25,6 +25,7 @@ from django.test import override_settings
 from django.urls import Resolver404, resolve
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
+from rest_framework.test import APIClient
 
 from i2v_site.wsgi import application
 from jobs import actions
@@ -57,8 +58,7 @@ checks.positive_data_acceptance.expected-statuses = [
 ]
 
 # The Stability-compatible start: 400 for positive data as for jobs_create
-# (the examples' image is a placeholder text, not a decodable image; the
-# other draws get a real JPEG, as the schema asks for image/jpeg or png).
+# (a schema-valid file is any bytes, not necessarily a decodable JPEG or PNG).
 # And 200 for negative data: multipart form fields are only text, so a
 # "negative" cfg_scale of "1.5" (a string), [] (no field at all) or [1.5]
 # (one field) is on the wire the same request as a valid one, and a missing
@@ -72,12 +72,6 @@ checks.positive_data_acceptance.expected-statuses = [
 checks.negative_data_rejection.expected-statuses = [
     "200", "400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx",
 ]
-
-# DRF refuses NUL in every text field (400, "Null characters are not
-# allowed"), by design; the key's name is the only other text body field.
-[[operations]]
-include-operation-id = "keys_create"
-generation.allow-x00 = false
 """
 
 # With a key: every check on every operation.
@@ -242,3 +236,13 @@ def test_workflows_with_a_key_pass_every_check(caller_with_jobs):
             suppress_health_check=list(HealthCheck),
         ),
     )
+
+
+def test_the_fuzzing_covers_every_documented_operation_with_every_check(db):
+    documented = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
+    labels = {f"{method.upper()} {path}" for path, item in documented.items() for method in item}
+    for fuzzed in (schema, anonymous_schema):
+        assert {result.ok().label for result in fuzzed.get_all_operations()} == labels
+    # Every check on, none switched off for any operation; only expected statuses are widened.
+    assert "[checks]\nenabled = true" in CONFIG and "enabled = false" not in CONFIG
+    assert "exclude" not in CONFIG and "skip" not in CONFIG

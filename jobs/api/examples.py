@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample
 
+from jobs.api import serializers
 from jobs.api.errors import error_body
 
 ORIGIN = "https://i2v.example.com"
@@ -20,8 +21,13 @@ RETRIED_JOB_ID = "b81e4d07-2c6a-4f93-8e15-6a0d9c3b7f42"
 # --- builders ----------------------------------------------------------------------------
 
 
-def request(name: str, value: dict, media_type: str = "application/json") -> OpenApiExample:
-    return OpenApiExample(name, value=value, request_only=True, media_type=media_type)
+def request(name: str, value: dict, media_type: str = "application/json", description: str = "") -> OpenApiExample:
+    return OpenApiExample(name, value=value, request_only=True, media_type=media_type, description=description)
+
+
+# A file cannot be written into an example's value: a multipart example shows the text
+# fields and says where the file goes, rather than pretend a sentence is an image.
+FILE_PART = "Plus the image itself as the file part `image` (a JPEG or PNG of at most 10 MB)."
 
 
 def response(name: str, value: object, status: int = 200) -> OpenApiExample:
@@ -37,6 +43,13 @@ def error(name: str, status: int, code: str, message: str, fields: dict | None =
 def invalid(name: str, field: str, problem: str) -> OpenApiExample:
     """A serializer's refusal: the handler prefixes the message with the field's name."""
     return error(name, 400, "invalid", f"{field}: {problem}", {field: [problem]})
+
+
+def unknown(name: str, serializer: type[serializers.StrictInput], body: dict) -> OpenApiExample:
+    """A field the operation does not take, refused by the serializer's own check."""
+    fields = serializers.unknown_fields(serializer(), body)
+    first = next(iter(fields))
+    return error(name, 400, "invalid", f"{first}: {fields[first][0]}", fields)
 
 
 def rejected(name: str, field: str, code: str, message: str, status: int = 400) -> OpenApiExample:
@@ -184,14 +197,9 @@ JOBS_LIST = operation(
 JOBS_CREATE = operation(
     request(
         "Upload a file",
-        {
-            "image": "(the JPEG or PNG file)",
-            "provider": "local",
-            "seed": 7,
-            "motion_bucket_id": 180,
-            "request_id": "order-1042",
-        },
+        {"provider": "local", "seed": 7, "motion_bucket_id": 180, "request_id": "order-1042"},
         media_type="multipart/form-data",
+        description=FILE_PART,
     ),
     request(
         "From a URL",
@@ -214,6 +222,7 @@ JOBS_CREATE = operation(
     ),
     response("Queued", QUEUED_JOB, 201),
     invalid("No image", "image", "Send exactly one of image (file), image_url or data_uri."),
+    unknown("Misspelt fields", serializers.JobCreateJsonInput, {"motoin_bucket_id": 200, "cfg": 5}),
     invalid("Unknown provider", "provider", "Unknown provider runway; choose one of local, stability."),
     rejected(
         "Not an image",
@@ -291,38 +300,8 @@ JOBS_RETRY = operation(
     error("Not failed or cancelled", 409, "conflict", "Only a failed or cancelled job can be retried."),
 )
 
-# The file itself has no useful literal example; these say what comes back instead.
-JOBS_FILE = [
-    OpenApiExample(
-        "The whole file",
-        response_only=True,
-        media_type="video/mp4",
-        status_codes=[200],
-        description="The MP4's bytes, with `Content-Length` and `Accept-Ranges: bytes`.",
-    ),
-    OpenApiExample(
-        "A range of it",
-        response_only=True,
-        media_type="video/mp4",
-        status_codes=[206],
-        description="For `Range: bytes=0-1023`: the first 1024 bytes, with `Content-Range: bytes 0-1023/120131`.",
-    ),
-    OpenApiExample(
-        "The poster",
-        response_only=True,
-        media_type="image/jpeg",
-        status_codes=[200],
-        description="For `kind=poster`: the JPEG of the video's first frame.",
-    ),
-    OpenApiExample(
-        "A range of the poster",
-        response_only=True,
-        media_type="image/jpeg",
-        status_codes=[206],
-        description="For `kind=poster` with `Range: bytes=0-1023`: its first 1024 bytes.",
-    ),
-    error("Expired or tampered link", 404, "not_found", "Not found."),
-]
+# The file itself has no literal example: its answers' descriptions say what comes back.
+JOBS_FILE = [error("Expired or tampered link", 404, "not_found", "Not found.")]
 
 # --- providers, credits and keys -------------------------------------------------------------
 
@@ -409,6 +388,7 @@ KEYS_CREATE = operation(
         201,
     ),
     invalid("Name too long", "name", "Ensure this field has no more than 100 characters."),
+    unknown("Unknown field", serializers.ApiKeyInput, {"label": "CI server"}),
 )
 
 KEYS_REVOKE = operation(error("No such key", 404, "not_found", "Not found."))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
+
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -12,9 +16,14 @@ from jobs.actions import can_cancel
 from jobs.creation import format_bound
 from jobs.intake import FRAMINGS
 from jobs.models import ApiKey, Job, JobEvent, LedgerEntry
+from jobs.queue_position import queue_position
 from providers.registry import PROVIDERS
 
 SIGNING_SALT = "i2v.result-link"
+# DRF refuses a NUL in any text field ("Null characters are not allowed"); PostgreSQL could not store one.
+# "+", not "*": drf-spectacular writes a blank-allowed field as oneOf(this, maxLength 0), and
+# "" must match only one of the two.
+NO_NUL = r"^[^\x00]+$"
 
 
 def signed_result_url(request, job: Job, kind: str) -> str:
@@ -35,7 +44,13 @@ def check_result_token(job_id, kind: str, token: str) -> bool:
 
 class StrictCharField(serializers.CharField):
     """A string that must arrive as a string: 0 or true in JSON is refused,
-    not quietly turned into "0"."""
+    not quietly turned into "0". Its length is counted as sent, before
+    surrounding whitespace is trimmed, so the schema's ``maxLength`` is the rule."""
+
+    def run_validation(self, data=serializers.empty):
+        if isinstance(data, str) and self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().run_validation(data)
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
@@ -43,13 +58,67 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
+    """Tells the schema the rule DRF adds to every text field: no NUL character."""
+
+    target_class = StrictCharField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["pattern"] = NO_NUL
+        return schema
+
+
+# A request body that refuses keys it does not declare. A misspelt field
+# (``motoin``) used to be dropped, and the job made and charged with the
+# default in its place; now it is a 400 naming it. What is known is the
+# serializer's own declared fields, so a field added to a serializer is
+# accepted with no other change. (A comment, not a docstring: drf-spectacular
+# would show a base class's docstring as the description of every subclass
+# without one of its own.)
+class StrictInput(serializers.Serializer):
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = unknown_fields(self, data)
+            if unknown:
+                raise serializers.ValidationError(unknown)
+        return super().to_internal_value(data)
+
+
+def unknown_fields(serializer: serializers.Serializer, data: Mapping) -> dict[str, list[str]]:
+    """Each key of ``data`` that ``serializer`` does not declare, with what to send instead."""
+    known = [name for name, field in serializer.fields.items() if not field.read_only]
+    problems = {}
+    for name in data:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            problems[name] = [f"Unknown field.{hint} This request takes {', '.join(known)}."]
+    return problems
+
+
+class StrictInputSchema(OpenApiSerializerExtension):
+    """Tells the schema what ``StrictInput`` does: no properties beyond the declared ones."""
+
+    target_class = StrictInput
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
+
+
 def _range(name: str, low: float, high: float) -> dict:
     message = f"{name} must be from {format_bound(low)} to {format_bound(high)}."
     return {"min_value": low, "max_value": high, "error_messages": {"min_value": message, "max_value": message}}
 
 
-class JobCreateJsonInput(serializers.Serializer):
-    """A job from JSON: the image comes as ``image_url`` or ``data_uri``."""
+class JobCreateJsonInput(StrictInput):
+    """A job from JSON: the image comes as `image_url` or `data_uri`."""
 
     # A plain string: the safe fetcher checks it and says precisely what is wrong.
     image_url = StrictCharField(
@@ -81,10 +150,14 @@ class JobCreateJsonInput(serializers.Serializer):
     negative_prompt = StrictCharField(required=False, allow_blank=True, max_length=2000)
     request_id = StrictCharField(required=False, allow_blank=True, max_length=128)
 
+    SOURCES = {"image": "image (file)", "image_url": "image_url", "data_uri": "data_uri"}
+
     def validate(self, attrs):
-        sources = [name for name in ("image", "image_url", "data_uri") if attrs.get(name)]
-        if len(sources) != 1:
-            raise serializers.ValidationError({"image": ["Send exactly one of image (file), image_url or data_uri."]})
+        # Only the sources this body can carry: JSON has no file.
+        offered = [label for name, label in self.SOURCES.items() if name in self.fields]
+        if len([name for name in self.SOURCES if attrs.get(name)]) != 1:
+            message = f"Send exactly one of {', '.join(offered[:-1])} or {offered[-1]}."
+            raise serializers.ValidationError({"image": [message]})
         return attrs
 
 
@@ -136,6 +209,10 @@ class EventOutput(serializers.ModelSerializer):
 
 
 class JobOutput(serializers.ModelSerializer):
+    queue_position = serializers.SerializerMethodField(
+        help_text="While the job waits: its place in the line, 1 being next (ours, then the provider's); "
+        "otherwise null."
+    )
     cancellable = serializers.SerializerMethodField(
         help_text="Whether POST …/cancel would be tried now; false once the provider cannot stop the job."
     )
@@ -166,6 +243,10 @@ class JobOutput(serializers.ModelSerializer):
             "finished_at",
             "expires_at",
         ]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1))
+    def get_queue_position(self, job: Job) -> int | None:
+        return queue_position(job)
 
     def get_cancellable(self, job: Job) -> bool:
         return can_cancel(job)
@@ -251,7 +332,7 @@ class LedgerEntryOutput(serializers.ModelSerializer):
         fields = ["id", "at", "kind", "amount", "balance_after", "job", "reason"]
 
 
-class ApiKeyInput(serializers.Serializer):
+class ApiKeyInput(StrictInput):
     name = StrictCharField(required=False, allow_blank=True, max_length=100)
 
 

@@ -3,13 +3,15 @@ domain function, serialize."""
 
 from __future__ import annotations
 
+import re
+
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView as DRFView
@@ -19,6 +21,7 @@ from jobs.api import examples as ex
 from jobs.api import serializers as s
 from jobs.api.errors import error_body
 from jobs.api.idempotency import idempotent
+from jobs.api.parsers import JSONParser
 from jobs.apikeys import create_api_key, revoke_api_key
 from jobs.creation import create_job_from_image
 from jobs.models import ApiKey, Job
@@ -34,12 +37,19 @@ ERRORS = {
 INVALID = {400: OpenApiResponse(s.ErrorOutput, description="The input is invalid; `fields` says where.")}
 NO_SUCH_JOB = {404: OpenApiResponse(s.ErrorOutput, description="No such job for this caller.")}
 NO_SUCH_PAGE = {404: OpenApiResponse(s.ErrorOutput, description="Past the last page.")}
+FILE_200 = "The whole file, with `Content-Length` and `Accept-Ranges: bytes`."
+FILE_206 = (
+    "The range asked for: for `Range: bytes=0-1023` the first 1024 bytes, with `Content-Range: bytes 0-1023/120131`."
+)
+# jobs.apikeys makes prefixes of 8 hex digits; the field holds up to 16 characters.
+KEY_PREFIX_PATTERN = re.compile(r"^[0-9A-Za-z]{1,16}$")
 
 
+# DRF's view, but a method the endpoint lacks is 405 before anything else:
+# nobody needs a key to learn that GET /cancel does not exist. (A comment, not
+# a docstring: drf-spectacular shows a view's docstring, or else its base
+# class's, as the operation's description.)
 class APIView(DRFView):
-    """DRF's view, but a method the endpoint lacks is 405 before anything else:
-    nobody needs a key to learn that GET /cancel does not exist."""
-
     def initial(self, request, *args, **kwargs):
         if request.method.lower() not in self.http_method_names or not hasattr(self, request.method.lower()):
             raise exceptions.MethodNotAllowed(request.method)
@@ -66,6 +76,8 @@ class JobListCreate(APIView):
     @extend_schema(
         operation_id="jobs_list",
         summary="List your jobs, newest first",
+        description="Twenty jobs a page unless `page_size` says otherwise (at most 100). Filter by `status` or "
+        "`provider`; `next` and `previous` link the pages.",
         parameters=[s.JobListQuery],
         responses={200: s.JobPageOutput, **INVALID, **NO_SUCH_PAGE, **ERRORS},
         examples=ex.JOBS_LIST,
@@ -87,9 +99,10 @@ class JobListCreate(APIView):
         operation_id="jobs_create",
         summary="Create a job from an upload, an image URL or base64",
         description=(
-            "Send exactly one of `image` (multipart file), `image_url` or `data_uri`. The job's cost is held "
-            "from your credits at once and charged only when the video is ready. Send `Idempotency-Key` to "
-            "make retries safe."
+            "Send exactly one of `image` (a file in a multipart/form-data body), `image_url` or `data_uri` "
+            "(either body). The job's cost is held from your credits at once and charged only when the video is "
+            "ready. A field this operation does not list is refused with 400 and named in `fields`, so a "
+            "misspelt parameter never silently becomes its default. Send `Idempotency-Key` to make retries safe."
         ),
         parameters=[
             OpenApiParameter(
@@ -116,7 +129,9 @@ class JobListCreate(APIView):
     )
     @idempotent
     def post(self, request):
-        data = s.JobCreateInput(data=request.data)
+        # Only a form can carry a file: in JSON, `image` is as unknown as any misspelt field.
+        is_form = request.content_type.startswith(("multipart/", "application/x-www-form-urlencoded"))
+        data = (s.JobCreateInput if is_form else s.JobCreateJsonInput)(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         if v.get("image"):
@@ -147,6 +162,9 @@ class JobDetail(APIView):
     @extend_schema(
         operation_id="jobs_retrieve",
         summary="A job with its timeline",
+        description="Poll this until `status` is final (`completed`, `failed`, `cancelled` or `expired`). While "
+        "the job waits, `queue_position` says its place in line. Once completed, `video.url` and "
+        "`video.poster_url` are signed links that work without a key until they expire.",
         responses={200: s.JobDetailOutput, **NO_SUCH_JOB, **ERRORS},
         examples=ex.JOBS_RETRIEVE,
     )
@@ -159,6 +177,8 @@ class JobCancel(APIView):
     @extend_schema(
         operation_id="jobs_cancel",
         summary="Cancel a job that has not finished",
+        description="The credits held for it are released. A job a provider is already working on can be "
+        "cancelled only if that provider can stop it (see `cancellable` on the job).",
         request=None,
         responses={
             200: s.JobOutput,
@@ -177,6 +197,8 @@ class JobRetry(APIView):
     @extend_schema(
         operation_id="jobs_retry",
         summary="Retry a failed or cancelled job as a new job",
+        description="The new job has the old one's image, provider and parameters, and its cost is held again; "
+        "the old job stays as it was.",
         request=None,
         responses={
             201: s.JobOutput,
@@ -193,23 +215,28 @@ class JobRetry(APIView):
 
 
 class JobFile(APIView):
-    """The video or poster: to its owner, or to anyone with a valid signed link."""
-
+    # The video or poster: to its owner, or to anyone with a valid signed link.
     permission_classes = [AllowAny]
 
     @extend_schema(
         operation_id="jobs_file",
         summary="Download a job's video or poster (supports Range)",
+        description="The MP4 (`kind=video`) or its first frame as a JPEG (`kind=poster`) of a completed job. "
+        "With your key, or with no key at all through the signed `video.url` / `video.poster_url` of the job, "
+        "so a `<video>` or `<img>` tag can load it. Send `Range: bytes=…` to seek: the answer is then 206.",
         parameters=[
             OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=["video", "poster"]),
             OpenApiParameter("token", str, description="From the job's signed video/poster URL."),
         ],
+        # Bytes have no literal example worth showing: each answer's description says what comes back.
         responses={
-            (200, "video/mp4"): OpenApiTypes.BINARY,
-            (206, "video/mp4"): OpenApiTypes.BINARY,
-            (200, "image/jpeg"): OpenApiTypes.BINARY,
-            (206, "image/jpeg"): OpenApiTypes.BINARY,
-            404: OpenApiResponse(s.ErrorOutput),
+            (200, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY, description=FILE_200),
+            (206, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY, description=FILE_206),
+            (200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description=FILE_200),
+            (206, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description=FILE_206),
+            404: OpenApiResponse(
+                s.ErrorOutput, description="No such completed job for you, or the signed link expired or was altered."
+            ),
         },
         examples=ex.JOBS_FILE,
     )
@@ -235,6 +262,8 @@ class ProviderList(APIView):
     @extend_schema(
         operation_id="providers_list",
         summary="Enabled providers, their parameters and costs",
+        description="What `provider`, `model`, `framing` and the parameters of a new job may be, and what a "
+        "video from each provider costs.",
         responses={200: s.ProviderOutput(many=True), **ERRORS},
         examples=ex.PROVIDERS_LIST,
     )
@@ -274,6 +303,7 @@ class CreditBalance(APIView):
     @extend_schema(
         operation_id="credits_balance",
         summary="Your credit balance",
+        description="Credits held for unfinished jobs are already taken off.",
         responses={200: s.BalanceOutput, **ERRORS},
         examples=ex.CREDITS_BALANCE,
     )
@@ -285,6 +315,8 @@ class CreditLedger(APIView):
     @extend_schema(
         operation_id="credits_ledger",
         summary="Your ledger, newest first",
+        description="Every change to your balance: grants, holds when a job is created, captures when its "
+        "video is ready and releases when it fails or is cancelled. `balance_after` is the balance it left.",
         parameters=[s.PageQuery],
         responses={200: s.LedgerPageOutput, **INVALID, **NO_SUCH_PAGE, **ERRORS},
         examples=ex.CREDITS_LEDGER,
@@ -300,6 +332,8 @@ class ApiKeyListCreate(APIView):
     @extend_schema(
         operation_id="keys_list",
         summary="Your API keys (prefixes only)",
+        description="Revoked keys are listed too, with `revoked_at` set. The full key is never shown again "
+        "after its creation.",
         responses={200: s.ApiKeyOutput(many=True), **ERRORS},
         examples=ex.KEYS_LIST,
     )
@@ -309,6 +343,8 @@ class ApiKeyListCreate(APIView):
     @extend_schema(
         operation_id="keys_create",
         summary="Create an API key; the key is shown only in this answer",
+        description="Send it as `Authorization: Bearer <key>`. `name` (at most 100 characters, surrounding "
+        "whitespace trimmed) helps you tell keys apart; any other field is refused with 400.",
         request=s.ApiKeyInput,
         responses={201: s.ApiKeyCreatedOutput, **INVALID, **ERRORS},
         examples=ex.KEYS_CREATE,
@@ -325,11 +361,25 @@ class ApiKeyRevoke(APIView):
     @extend_schema(
         operation_id="keys_revoke",
         summary="Revoke an API key",
+        description="The key stops working at once; it stays in the list with `revoked_at` set.",
+        parameters=[
+            OpenApiParameter(
+                "prefix",
+                str,
+                OpenApiParameter.PATH,
+                description="The key's prefix, as `GET /api/v1/keys` lists it.",
+                pattern=KEY_PREFIX_PATTERN.pattern,
+            )
+        ],
         request=None,
         responses={204: None, 404: OpenApiResponse(s.ErrorOutput, description="No such key."), **ERRORS},
         examples=ex.KEYS_REVOKE,
     )
     def delete(self, request, prefix):
+        # Not a prefix we could have made (a NUL, which PostgreSQL refuses in a query, or
+        # anything else): there is no such key, and the database need not be asked.
+        if not KEY_PREFIX_PATTERN.fullmatch(prefix):
+            raise Http404
         key = ApiKey.objects.filter(user=request.user, prefix=prefix).first()
         if key is None:
             raise Http404
