@@ -43,6 +43,7 @@ from jobs import actions, ledger
 from jobs.accounts import email_taken
 from jobs.creation import JobInputError
 from jobs.models import CreditAccount, Job, JobEvent, LedgerEntry, Upload
+from jobs.queue_position import queue_position
 from jobs.staff_files import staff_file_url
 from providers.registry import PROVIDERS, provider_class
 
@@ -348,7 +349,7 @@ class JobAdmin(ReadOnly, BigTableAdmin):
     inlines = [JobEventInline, JobLedgerInline]
     actions = ["retry_jobs", "cancel_jobs", "refund_jobs"]
     fieldsets = (
-        (None, {"fields": ("id", "owner", "status", "progress", "status_message", "queue_position", "request_id")}),
+        (None, {"fields": ("id", "owner", "status", "progress_pct", "status_message", "place_in_queue", "request_id")}),
         (
             "What the user gave and got",
             {"fields": ("original_preview", "image_preview", "poster_preview", "video_player", "upload")},
@@ -433,6 +434,12 @@ class JobAdmin(ReadOnly, BigTableAdmin):
     @admin.display(description="progress")
     def progress_pct(self, obj):
         return f"{obj.progress:.0%}"
+
+    @admin.display(description="position in queue")
+    def place_in_queue(self, obj):
+        # The same number the job page and the API give.
+        position = queue_position(obj)
+        return "—" if position is None else position
 
     @admin.display(description="created", ordering="created_at")
     def created(self, obj):

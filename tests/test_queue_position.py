@@ -62,3 +62,12 @@ def test_once_the_provider_has_the_job_its_own_queue_position_is_shown(client):
     Job.objects.filter(pk=job.pk).update(status=Job.SUBMITTED, queue_position=5)
     job.refresh_from_db()
     assert shown(client, api, job) == {"api detail": 5, "api list": 5, "page status": 5, "page": True}
+
+
+def test_the_admin_shows_the_same_position_as_the_page(admin_client):
+    user = UserFactory()
+    make_job(user)
+    second = make_job(user)
+    html = admin_client.get(reverse("admin:jobs_job_change", args=[second.pk])).content.decode()
+    assert "position in queue" in html.lower()
+    assert '<div class="readonly">2</div>' in html

@@ -158,3 +158,13 @@ def test_fifty_first_uses_at_once_open_the_account_once():
     assert ledger.balance_of(user) == 30 - holds == ledger.ledger_sum(user)
     assert list(audit.discrepancies()) == []
     print(f"vendor {connection.vendor}: {holds} holds, one starting grant")
+
+
+@pytest.mark.django_db
+def test_an_accounts_first_api_call_to_its_ledger_shows_the_starting_grant():
+    user = User.objects.create_user("scripted", "scripted@example.com", "a long pass phrase 9")
+    _, key = create_api_key(user=user, name="first call")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    rows = client.get("/api/v1/credits/ledger").json()["results"]
+    assert [(row["kind"], row["amount"], row["reason"]) for row in rows] == [("grant", 30, ledger.STARTING_REASON)]

@@ -323,6 +323,7 @@ class CreditLedger(APIView):
     )
     def get(self, request):
         s.PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
+        ledger.open_account(request.user)  # a first call shows the starting grant
         pages = Pages()
         page = pages.paginate_queryset(request.user.ledger.order_by("-at", "-id"), request, view=self)
         return pages.get_paginated_response(s.LedgerEntryOutput(page, many=True).data)
