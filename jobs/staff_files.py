@@ -2,7 +2,7 @@
 
 No ``/media/`` URL serves anything: every file goes through a view that
 decides who may have it. Staff get links signed the way the API signs its
-result links (``check_result_token``, expiring after ``RESULT_LINK_SECONDS``),
+result links (``jobs.links``, expiring after ``RESULT_LINK_SECONDS``),
 but a staff link is no bearer link: it opens only for a signed-in, active
 staff member allowed to view that model. Anyone else gets 404, as if the
 file did not exist. The kinds here ("staff-…") are not the API's ("video",
@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.core import signing
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from jobs.api.serializers import SIGNING_SALT, check_result_token
+from jobs import links
 from jobs.models import Job, Upload
 from jobs.serving import serve_file
 
@@ -52,8 +51,7 @@ def staff_file_url(obj: Job | Upload, kind: str) -> str:
     assert isinstance(obj, spec.model), f"{kind} is a file of a {spec.model.__name__}"
     if not getattr(obj, spec.field):
         return ""
-    token = signing.TimestampSigner(salt=SIGNING_SALT).sign(f"{obj.pk}:{kind}")
-    return f"{reverse('staff-file', args=[kind, obj.pk])}?token={token}"
+    return f"{reverse('staff-file', args=[kind, obj.pk])}?token={links.sign(obj.pk, kind)}"
 
 
 def may_see_files(user, kind: str) -> bool:
@@ -67,7 +65,7 @@ def may_see_files(user, kind: str) -> bool:
 def staff_file(request: HttpRequest, kind: str, pk) -> HttpResponse:
     """Serve a staff link's file, or 404 to anyone who is not staff allowed to see it."""
     token = request.GET.get("token", "")
-    if not (may_see_files(request.user, kind) and token and check_result_token(pk, kind, token)):
+    if not (may_see_files(request.user, kind) and token and links.check(pk, kind, token)):
         raise Http404("No such file.")
     spec = KINDS[kind]
     obj = spec.model.objects.filter(pk=pk).first()

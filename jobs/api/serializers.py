@@ -5,13 +5,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
-from django.conf import settings
-from django.core import signing
 from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from jobs import links
 from jobs.actions import can_cancel
 from jobs.creation import format_bound
 from jobs.intake import FRAMINGS
@@ -19,7 +18,6 @@ from jobs.models import ApiKey, Job, JobEvent, LedgerEntry
 from jobs.queue_position import queue_position
 from providers.registry import PROVIDERS
 
-SIGNING_SALT = "i2v.result-link"
 # DRF refuses a NUL in any text field ("Null characters are not allowed"); PostgreSQL could not store one.
 # "+", not "*": drf-spectacular writes a blank-allowed field as oneOf(this, maxLength 0), and
 # "" must match only one of the two.
@@ -28,18 +26,9 @@ NO_NUL = r"^[^\x00]+$"
 
 def signed_result_url(request, job: Job, kind: str) -> str:
     """An unguessable link that works without credentials until it expires."""
-    token = signing.TimestampSigner(salt=SIGNING_SALT).sign(f"{job.pk}:{kind}")
     path = reverse("api-job-file", args=[job.pk, kind])
-    url = f"{path}?token={token}"
+    url = f"{path}?token={links.sign(job.pk, kind)}"
     return request.build_absolute_uri(url) if request is not None else url
-
-
-def check_result_token(job_id, kind: str, token: str) -> bool:
-    try:
-        value = signing.TimestampSigner(salt=SIGNING_SALT).unsign(token, max_age=settings.RESULT_LINK_SECONDS)
-    except signing.BadSignature:
-        return False
-    return value == f"{job_id}:{kind}"
 
 
 class StrictCharField(serializers.CharField):

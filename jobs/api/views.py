@@ -16,7 +16,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView as DRFView
 
-from jobs import actions, ledger
+from jobs import actions, ledger, links
 from jobs.api import examples as ex
 from jobs.api import serializers as s
 from jobs.api.errors import error_body
@@ -244,7 +244,7 @@ class JobFile(APIView):
         if kind not in ("video", "poster"):
             raise Http404
         token = request.query_params.get("token", "")
-        if token and s.check_result_token(job_id, kind, token):
+        if token and links.check(job_id, kind, token):
             job = Job.objects.filter(pk=job_id).first()
         elif request.user.is_authenticated:
             job = Job.objects.for_user(request.user).filter(pk=job_id).first()
