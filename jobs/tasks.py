@@ -14,7 +14,7 @@ from jobs import pipeline
 _broker = None
 
 
-def _shared_broker():
+def shared_broker():
     # One broker per process: a new connection per enqueue halved throughput.
     global _broker
     if _broker is None:
@@ -56,9 +56,9 @@ def advance_jobs(job_ids: list[str]) -> None:
 
 def enqueue_batch(job_ids: list) -> None:
     ids = [str(job_id) for job_id in job_ids]
-    transaction.on_commit(lambda: async_task("jobs.tasks.advance_jobs", ids, broker=_shared_broker()))
+    transaction.on_commit(lambda: async_task("jobs.tasks.advance_jobs", ids, broker=shared_broker()))
 
 
 def enqueue_advance(job_id) -> None:
     """Hand the job to a worker once the current transaction has committed."""
-    transaction.on_commit(lambda: async_task("jobs.tasks.advance_job", str(job_id), broker=_shared_broker()))
+    transaction.on_commit(lambda: async_task("jobs.tasks.advance_job", str(job_id), broker=shared_broker()))

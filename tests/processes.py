@@ -1,5 +1,6 @@
-"""Real worker processes for tests: a django-q2 cluster and the sweeper,
-sharing the test database and files (the test must use a transactional db)."""
+"""Real worker processes for tests: a django-q2 cluster (bare or under
+``runworker``) and the sweeper, sharing the test database, files and cache
+(the test must use a transactional db)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def database_url() -> str:
 class Cluster:
     """qcluster + sweeper subprocesses sharing the test database and files."""
 
+    BASE_ENV = {"JOB_LEASE_SECONDS": "16", "JOB_DISPATCH_GRACE": "30", "SWEEP_INTERVAL": "0.2"}
+
     def __init__(self, settings, tmp_path: Path, **extra_env: str) -> None:
         self.env = {
             **os.environ,
@@ -41,18 +44,21 @@ class Cluster:
             "Q_WORKERS": "2",
             "Q_TIMEOUT": "15",
             "Q_RETRY": "20",
-            "JOB_LEASE_SECONDS": "16",
-            "JOB_DISPATCH_GRACE": "30",
-            "SWEEP_INTERVAL": "0.2",
+            **self.BASE_ENV,
             "Q_SYNC": "false",
             "SECRET_KEY": settings.SECRET_KEY,  # tasks are signed with it
+            # The clusters' status records live in the cache; the test reads them too.
+            "CACHE_URL": f"filecache://{settings.CACHES['default']['LOCATION']}",
+            "WORKER_STALL_SECONDS": "6",
             **extra_env,
         }
         self.procs: dict[str, subprocess.Popen] = {}
         self.log = tmp_path / "cluster.log"
 
+    COMMANDS = {"worker": "qcluster", "runworker": "runworker", "sweeper": "runsweeper"}
+
     def start(self, name: str) -> None:
-        command = "qcluster" if name == "worker" else "runsweeper"
+        command = self.COMMANDS[name]
         handle = self.log.open("a")
         self.procs[name] = subprocess.Popen(
             [sys.executable, "manage.py", command],
@@ -72,11 +78,62 @@ class Cluster:
         for name in list(self.procs):
             self.kill(name)
 
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def cluster_status(main_pid: int, timeout: float = 60):
+    """django-q2's status record of the cluster whose main process is ``main_pid``,
+    once it shows all its processes."""
+    from jobs.cluster_watch import cluster_status as find
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stat = find(main_pid)
+        if stat is not None and stat.workers and stat.pusher and stat.monitor:
+            return stat
+        time.sleep(0.2)
+    raise AssertionError(f"cluster {main_pid} never reported its status")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text().split()
+        found.extend(int(child) for child in text)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has died
+
+
+def wait_until(condition, timeout: float, message, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(message() if callable(message) else message)
+
 
 @pytest.fixture
 def cluster_factory(settings, tmp_path, monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", False)  # enqueue through the real ORM broker
     settings.WORK_DIR = tmp_path / "work"
+    # Jobs created here get the due times the workers and sweeper expect.
+    settings.JOB_DISPATCH_GRACE = int(Cluster.BASE_ENV["JOB_DISPATCH_GRACE"])
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
     clusters: list[Cluster] = []
 
     def make(**env: str) -> Cluster:
