@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -55,23 +56,27 @@ class Cluster:
         self.procs: dict[str, subprocess.Popen] = {}
         self.log = tmp_path / "cluster.log"
 
-    COMMANDS = {"worker": "qcluster", "runworker": "runworker", "sweeper": "runsweeper"}
+    COMMANDS = {"worker": "qcluster", "runworker": "runworker", "sweeper": "runsweeper", "serve": "serve"}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, *args: str) -> subprocess.Popen:
         command = self.COMMANDS[name]
         handle = self.log.open("a")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "manage.py", command],
+            [sys.executable, "manage.py", command, *args],
             cwd=ROOT,
             env=self.env,
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group, so a kill takes every worker
         )
+        return self.procs[name]
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
-        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the test killed it already
+            pass
         proc.wait(10)
 
     def stop(self) -> None:
@@ -99,9 +104,32 @@ def cluster_status(main_pid: int, timeout: float = 60):
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        text = (task / "children").read_text().split()
+        try:
+            text = (task / "children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
         found.extend(int(child) for child in text)
     return found
+
+
+def descendants(pid: int) -> list[int]:
+    found = children(pid)
+    for child in list(found):
+        found.extend(descendants(child))
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except FileNotFoundError:
+        return ""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def alive(pid: int) -> bool:
