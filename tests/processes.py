@@ -72,12 +72,17 @@ class Cluster:
         return self.procs[name]
 
     def kill(self, name: str) -> None:
+        """Kill the process, its group, and (by their death signal) whatever it started."""
         proc = self.procs.pop(name)
+        tree = descendants(proc.pid) if proc.poll() is None else []
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:  # the test killed it already
             pass
         proc.wait(10)
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def stop(self) -> None:
         for name in list(self.procs):
