@@ -55,6 +55,13 @@ def due_jobs(now=None):
 
 
 @dataclass
+class _Batch:
+    at: datetime
+    due: datetime
+    job_ids: list
+
+
+@dataclass
 class HandedOver:
     """The jobs this sweeper handed over lately, with the due time each was given.
 
@@ -62,21 +69,29 @@ class HandedOver:
     (a claim moves it). Kept in memory only: after a restart the grace applies.
     """
 
-    batches: list[tuple[datetime, datetime, list]] = dataclass_field(default_factory=list)
+    batches: list[_Batch] = dataclass_field(default_factory=list)
 
     def record(self, at: datetime, due: datetime, job_ids: list) -> None:
-        self.batches.append((at, due, job_ids))
+        self.batches.append(_Batch(at, due, list(job_ids)))
 
-    def unclaimed_filter(self, now: datetime) -> Q | None:
-        # Past their due time the ordinary sweep takes them again.
-        self.batches = [batch for batch in self.batches if batch[1] > now]
-        older = [Q(pk__in=ids, next_poll_at=due) for at, due, ids in self.batches if at <= now - LOST_AFTER]
-        if not older:
-            return None
-        combined = older[0]
-        for q in older[1:]:
-            combined |= q
-        return combined
+    def unclaimed(self, now: datetime) -> list:
+        """Jobs handed over at least ``LOST_AFTER`` ago that nobody has claimed.
+
+        Each batch is looked at once it is old enough, and keeps only those
+        jobs: a job claimed since never needs looking at again.
+        """
+        found: list = []
+        for batch in self.batches:
+            # Past their due time the ordinary sweep takes them again.
+            if batch.due <= now:
+                batch.job_ids = []
+            elif batch.at <= now - LOST_AFTER:
+                batch.job_ids = list(
+                    Job.objects.filter(pk__in=batch.job_ids, next_poll_at=batch.due).values_list("pk", flat=True)
+                )
+                found.extend(batch.job_ids)
+        self.batches = [batch for batch in self.batches if batch.job_ids]
+        return found
 
 
 def sweep(now=None, handed: HandedOver | None = None) -> int:
@@ -126,9 +141,9 @@ def redispatch_lost(now=None, handed: HandedOver | None = None) -> int:
     dispatched_before = now - LOST_AFTER
     # Creation and every dispatch set the due time to "now + grace".
     lost = Q(status=Job.QUEUED, attempts=0, next_poll_at__lte=dispatched_before + _grace())
-    mine = handed.unclaimed_filter(now) if handed is not None else None
-    if mine is not None:
-        lost |= mine
+    mine = handed.unclaimed(now) if handed is not None else []
+    if mine:
+        lost |= Q(pk__in=mine)
     candidates = (
         Job.objects.exclude(status__in=Job.FINAL_STATES)
         .filter(lease_until__isnull=True, next_poll_at__gt=now)

@@ -18,7 +18,7 @@ import pytest
 
 from jobs.models import Job
 from tests.factories import UserFactory, make_job
-from tests.processes import alive, children, cluster_status, wait_for, wait_until
+from tests.processes import alive, children, cluster_status, descendants, wait_for, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -53,7 +53,7 @@ def completes_in_time(user, cluster) -> None:
 
 
 def test_jobs_keep_completing_after_any_cluster_process_is_killed(cluster_factory):
-    cluster = cluster_factory(LOCAL_FRAMES="240")
+    cluster = cluster_factory(LOCAL_FRAMES="240", WORKER_STOP_GRACE="3")
     cluster.start("runworker")
     cluster.start("sweeper")
     user = UserFactory(credits=100)
@@ -87,3 +87,14 @@ def test_jobs_keep_completing_after_any_cluster_process_is_killed(cluster_factor
     wait_for(rendering, lambda j: j.status == Job.RUNNING, RECOVERY, cluster)
     kill(busiest(workers))
     completes_in_time(user, cluster)
+
+    # A stalled cluster cannot stop itself (its stop message never reaches the
+    # blocked workers); runworker still stops on SIGTERM and takes it along.
+    main = cluster_main(cluster)
+    for worker in cluster_status(main).workers:
+        kill(worker)
+    supervisor = cluster.procs["runworker"]
+    tree = descendants(supervisor.pid)
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(30) == 0
+    wait_until(lambda: not [pid for pid in tree if alive(pid)], 15, "cluster processes outlived runworker")
