@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from jobs import pipeline
+
+log = logging.getLogger(__name__)
 
 _broker = None
 
@@ -23,7 +26,20 @@ def shared_broker():
 
 
 def advance_job(job_id: str) -> None:
-    pipeline.advance(job_id)
+    _advance(job_id)
+
+
+def _advance(job_id: str) -> None:
+    """One job's steps; a database outage is a line in the log, not a traceback.
+
+    The job is not lost: unclaimed, the sweeper hands it over again once the
+    database is back; claimed, its lease runs out and it is taken up again.
+    """
+    try:
+        pipeline.advance(job_id)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("job %s: database unavailable (%s); it will be taken up again once it is back", job_id, exc)
+        connection.close()  # a broken connection is not reused by the next task
 
 
 # Threads per batch: polls mostly wait on the provider's network answer.
@@ -40,12 +56,12 @@ def advance_jobs(job_ids: list[str]) -> None:
     if Conf.SYNC or len(job_ids) == 1:
         # In-process mode runs inside the caller's transaction: no threads.
         for job_id in job_ids:
-            pipeline.advance(job_id)
+            _advance(job_id)
         return
 
     def run(job_id: str) -> None:
         try:
-            pipeline.advance(job_id)
+            _advance(job_id)
         finally:
             connection.close()  # each thread has its own connection
 

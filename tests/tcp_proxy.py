@@ -31,7 +31,6 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-                sock.close()
             self.sockets.clear()
 
     def restore(self) -> None:
@@ -69,11 +68,14 @@ class TcpProxy:
         except OSError:
             pass
         finally:
+            # shutdown first: a bare close() leaves the socket open while the
+            # other pipe's thread waits in recv() on it, and nobody sees an end.
             for sock in (source, sink):
                 try:
-                    sock.close()
+                    sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                sock.close()
             with self.lock:
                 self.sockets.discard(source)
                 self.sockets.discard(sink)
