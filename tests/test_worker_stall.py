@@ -57,7 +57,7 @@ def test_jobs_keep_completing_after_any_cluster_process_is_killed(cluster_factor
     cluster.start("runworker")
     cluster.start("sweeper")
     user = UserFactory(credits=100)
-    completes_in_time(user, cluster)  # warm: the cluster works
+    wait_for(make_job(user, enqueue=True), lambda j: j.is_final, 90, cluster)  # the cluster is up
 
     # Idle workers, killed while they wait on the task queue (what the OOM killer
     # does). One of them holds the queue's lock; which one cannot be seen, so all go.
