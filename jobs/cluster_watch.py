@@ -147,8 +147,6 @@ class StallWatch:
 
     def __init__(self, window: float, started_at: float, startup: float) -> None:
         self.window = window
-        self.started_at = started_at
-        self.startup = startup
         self.status_last = started_at + startup  # give the cluster time to come up
         self.tasks_since: float | None = None
         self.results_since: float | None = None
@@ -156,7 +154,7 @@ class StallWatch:
     def check(self, seen: ClusterState) -> str | None:
         now = seen.now
         if seen.status_seen:
-            self.status_last = max(self.status_last, now)
+            self.status_last = now  # up: from now on a missing record counts at once
         elif now - self.status_last >= self.window:
             return f"its status record has not been updated for {now - self.status_last:.0f} s (its sentinel is gone)"
         if seen.status_seen:

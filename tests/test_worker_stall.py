@@ -74,6 +74,12 @@ def test_jobs_keep_completing_after_any_cluster_process_is_killed(cluster_factor
     wait_until(lambda: "blocked result queue" in cluster.log_text(), RECOVERY, cluster.log_text)
     completes_in_time(user, cluster)
 
+    # The sentinel, which guards the others: the cluster exits and a new one starts.
+    main = cluster_main(cluster)
+    kill(cluster_status(main).sentinel)
+    completes_in_time(user, cluster)
+    assert f"worker cluster (pid {main}) exited" in cluster.log_text()
+
     # The pusher.
     main = cluster_main(cluster)
     kill(cluster_status(main).pusher)
