@@ -113,7 +113,7 @@ def test_serve_rides_out_a_database_outage_and_every_job_finishes(database_proxy
     assert headers["Retry-After"] == "5" and headers["Content-Type"] == "application/json"
     assert json.loads(body)["error"]["code"] == "database_unavailable"
     assert fetch(f"{base}/videos/", Cookie=session_cookie(user))[0] == 503
-    wait_until(lambda: "the database is unavailable" in cluster.log_text(), 30, cluster.log_text)
+    wait_until(lambda: "sweeper: cannot use the database" in cluster.log_text(), 30, cluster.log_text)
     time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - cut_at)))  # the outage lasts this long
     database_proxy.restore()
 

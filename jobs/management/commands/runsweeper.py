@@ -55,7 +55,7 @@ class Command(BaseCommand):
                 pause = OUTAGE_BACKOFF[min(failures, len(OUTAGE_BACKOFF) - 1)]
                 failures += 1
                 if failures == 1:
-                    kind = "the database is unavailable" if isinstance(exc, DatabaseError) else "a sweep failed"
+                    kind = "cannot use the database" if isinstance(exc, DatabaseError) else "a sweep failed"
                     log.error("sweeper: %s (%s); retrying every few seconds", kind, exc, exc_info=True)
                 connection.close()  # a broken connection is not reused
                 stopping.wait(pause)
