@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Where `make run` listens: `make run PORT=8001`, or BIND=0.0.0.0:8000 for every interface.
+PORT ?= 8000
+BIND ?= 127.0.0.1:$(PORT)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test setup lint bench-render bench-inflight bench-throttle clean
@@ -13,12 +16,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 setup: $(VENV)/.installed
 
-## Set up everything and start web + worker + sweeper on http://127.0.0.1:8000
+## Set up everything and start web + worker + sweeper on http://$(BIND)
 run: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py demouser
-	$(PY) manage.py serve
+	$(PY) manage.py serve --bind $(BIND)
 
 ## Run the whole test suite (DATABASE_URL picks the database; SQLite by default)
 test: setup

@@ -123,6 +123,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "jobs.middleware.ApiBodyLimitMiddleware",
+    "jobs.middleware.DatabaseOutageMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -228,6 +229,11 @@ JOB_DISPATCH_GRACE = env_int("JOB_DISPATCH_GRACE", 60, minimum=1)
 # How often the sweeper looks for due and stuck jobs.
 SWEEP_INTERVAL = env_float("SWEEP_INTERVAL", 1.0, minimum=0.05)
 DEFAULT_PROVIDER = env_str("DEFAULT_PROVIDER", "local")
+# runworker replaces a cluster whose tasks (or results) have waited this many
+# seconds with no sign of progress (a worker killed while waiting blocks the rest).
+WORKER_STALL_SECONDS = env_float("WORKER_STALL_SECONDS", 10.0, minimum=2.0)
+# Seconds a stopping cluster gets to finish its tasks before it is killed.
+WORKER_STOP_GRACE = env_float("WORKER_STOP_GRACE", 10.0, minimum=1.0)
 
 Q_CLUSTER = {
     "name": "i2v",

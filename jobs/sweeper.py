@@ -5,12 +5,21 @@ waiting on a provider is a row with a due time, not a sleeping worker. The
 same query also recovers jobs whose worker died (their lease runs out, which
 makes them due) and jobs whose queue message was lost (a dispatched job that
 never started becomes due again after ``JOB_DISPATCH_GRACE``).
+
+That grace is long because the queue may simply be busy. When it is not (no
+task waits in the broker or inside any cluster) a dispatched job still
+unclaimed after ``LOST_AFTER`` has lost its message (a worker ran it while the
+database was down, a stalled cluster was replaced with it inside) and is
+handed over again at once. A duplicate delivery is harmless: the job's lease
+lets one delivery work on it and makes the other a no-op.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -27,6 +36,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 2000
 POLL_BATCH = 25
+# A dispatched job normally is claimed within a second of reaching an idle
+# cluster; one still unclaimed this long, with the queue empty, lost its message.
+LOST_AFTER = timedelta(seconds=3)
 # An upload is stored a moment before its job; one still without a job after
 # this long was left by a process that died in between.
 ORPHAN_UPLOAD_AGE = timedelta(hours=1)
@@ -42,25 +54,69 @@ def due_jobs(now=None):
     )
 
 
-def sweep(now=None) -> int:
+@dataclass
+class _Batch:
+    at: datetime
+    due: datetime
+    job_ids: list
+
+
+@dataclass
+class HandedOver:
+    """The jobs this sweeper handed over lately, with the due time each was given.
+
+    A job whose due time is still the one we gave it has not been claimed since
+    (a claim moves it). Kept in memory only: after a restart the grace applies.
+    """
+
+    batches: list[_Batch] = dataclass_field(default_factory=list)
+
+    def record(self, at: datetime, due: datetime, job_ids: list) -> None:
+        self.batches.append(_Batch(at, due, list(job_ids)))
+
+    def unclaimed(self, now: datetime) -> list:
+        """Jobs handed over at least ``LOST_AFTER`` ago that nobody has claimed.
+
+        Each batch is looked at once it is old enough, and keeps only those
+        jobs: a job claimed since never needs looking at again.
+        """
+        found: list = []
+        for batch in self.batches:
+            # Past their due time the ordinary sweep takes them again.
+            if batch.due <= now:
+                batch.job_ids = []
+            elif batch.at <= now - LOST_AFTER:
+                batch.job_ids = list(
+                    Job.objects.filter(pk__in=batch.job_ids, next_poll_at=batch.due).values_list("pk", flat=True)
+                )
+                found.extend(batch.job_ids)
+        self.batches = [batch for batch in self.batches if batch.job_ids]
+        return found
+
+
+def sweep(now=None, handed: HandedOver | None = None) -> int:
     """Dispatch every due job once; returns how many were handed over.
 
     Polls of remote providers go out in batches of ``POLL_BATCH`` (one task
     polls them all, concurrently); every other step is a task of its own.
     """
     now = now or timezone.now()
-    grace = now + timedelta(seconds=settings.JOB_DISPATCH_GRACE)
-    batched: list = []
-    dispatched = 0
     rows = list(due_jobs(now).values_list("pk", "status", "provider")[:BATCH])
+    return _hand_over(rows, now, handed, Q(next_poll_at__lte=now))
+
+
+def _hand_over(rows: list, now: datetime, handed: HandedOver | None, still: Q) -> int:
     if not rows:
         return 0
+    grace = now + timedelta(seconds=settings.JOB_DISPATCH_GRACE)
     # One UPDATE pushes the due time of every job handed over, so the next
     # sweep does not hand them over again. Two sweepers racing may both hand a
     # job over; its lease makes the second delivery a no-op.
-    Job.objects.filter(pk__in=[pk for pk, _, _ in rows], next_poll_at__lte=now).update(next_poll_at=grace)
+    Job.objects.filter(still, pk__in=[pk for pk, _, _ in rows]).update(next_poll_at=grace)
+    if handed is not None:
+        handed.record(now, grace, [pk for pk, _, _ in rows])
+    batched: list = []
     for job_id, status, provider in rows:
-        dispatched += 1
         if status in Job.PROVIDER_STATES and not _renders_inline(provider):
             batched.append(job_id)
             if len(batched) == POLL_BATCH:
@@ -70,7 +126,55 @@ def sweep(now=None) -> int:
             enqueue_advance(job_id)
     if batched:
         enqueue_batch(batched)
-    return dispatched
+    return len(rows)
+
+
+def redispatch_lost(now=None, handed: HandedOver | None = None) -> int:
+    """Hand over again, at once, dispatched jobs whose queue message is gone.
+
+    Only when nothing waits anywhere in the queue: then a job dispatched
+    ``LOST_AFTER`` ago and still unclaimed cannot be on its way to a worker.
+    Covered: jobs never claimed since they were created, and jobs this
+    sweeper handed over whose due time nobody has moved since.
+    """
+    now = now or timezone.now()
+    dispatched_before = now - LOST_AFTER
+    # Creation and every dispatch set the due time to "now + grace".
+    lost = Q(status=Job.QUEUED, attempts=0, next_poll_at__lte=dispatched_before + _grace())
+    mine = handed.unclaimed(now) if handed is not None else []
+    if mine:
+        lost |= Q(pk__in=mine)
+    candidates = (
+        Job.objects.exclude(status__in=Job.FINAL_STATES)
+        .filter(lease_until__isnull=True, next_poll_at__gt=now)
+        .filter(lost)
+        .order_by("next_poll_at")
+    )
+    rows = list(candidates.values_list("pk", "status", "provider")[:BATCH])
+    if not rows or _queue_busy():
+        return 0
+    count = _hand_over(rows, now, handed, Q(lease_until__isnull=True))
+    log.warning("handed over again %d job(s) whose queue message was lost (queue idle, jobs unclaimed)", count)
+    return count
+
+
+def _grace() -> timedelta:
+    return timedelta(seconds=settings.JOB_DISPATCH_GRACE)
+
+
+def _queue_busy() -> bool:
+    """Whether a task waits in the broker or inside a running cluster."""
+    from jobs.cluster_watch import tasks_held_by_clusters
+    from jobs.tasks import shared_broker
+
+    broker = shared_broker()
+    if broker.queue_size():
+        return True
+    try:
+        return tasks_held_by_clusters(broker) > 0
+    except Exception:  # the status cache is down: a duplicate delivery is harmless
+        log.warning("cannot read the clusters' status; assuming their queues are empty", exc_info=True)
+        return False
 
 
 def _renders_inline(provider: str) -> bool:

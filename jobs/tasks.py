@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from jobs import pipeline
 
+log = logging.getLogger(__name__)
+
 _broker = None
 
 
-def _shared_broker():
+def shared_broker():
     # One broker per process: a new connection per enqueue halved throughput.
     global _broker
     if _broker is None:
@@ -23,7 +26,20 @@ def _shared_broker():
 
 
 def advance_job(job_id: str) -> None:
-    pipeline.advance(job_id)
+    _advance(job_id)
+
+
+def _advance(job_id: str) -> None:
+    """One job's steps; a database outage is a line in the log, not a traceback.
+
+    The job is not lost: unclaimed, the sweeper hands it over again once the
+    database is back; claimed, its lease runs out and it is taken up again.
+    """
+    try:
+        pipeline.advance(job_id)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("job %s: database unavailable (%s); it will be taken up again once it is back", job_id, exc)
+        connection.close()  # a broken connection is not reused by the next task
 
 
 # Threads per batch: polls mostly wait on the provider's network answer.
@@ -40,12 +56,12 @@ def advance_jobs(job_ids: list[str]) -> None:
     if Conf.SYNC or len(job_ids) == 1:
         # In-process mode runs inside the caller's transaction: no threads.
         for job_id in job_ids:
-            pipeline.advance(job_id)
+            _advance(job_id)
         return
 
     def run(job_id: str) -> None:
         try:
-            pipeline.advance(job_id)
+            _advance(job_id)
         finally:
             connection.close()  # each thread has its own connection
 
@@ -56,9 +72,9 @@ def advance_jobs(job_ids: list[str]) -> None:
 
 def enqueue_batch(job_ids: list) -> None:
     ids = [str(job_id) for job_id in job_ids]
-    transaction.on_commit(lambda: async_task("jobs.tasks.advance_jobs", ids, broker=_shared_broker()))
+    transaction.on_commit(lambda: async_task("jobs.tasks.advance_jobs", ids, broker=shared_broker()))
 
 
 def enqueue_advance(job_id) -> None:
     """Hand the job to a worker once the current transaction has committed."""
-    transaction.on_commit(lambda: async_task("jobs.tasks.advance_job", str(job_id), broker=_shared_broker()))
+    transaction.on_commit(lambda: async_task("jobs.tasks.advance_job", str(job_id), broker=shared_broker()))

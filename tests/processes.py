@@ -1,10 +1,12 @@
-"""Real worker processes for tests: a django-q2 cluster and the sweeper,
-sharing the test database and files (the test must use a transactional db)."""
+"""Real worker processes for tests: a django-q2 cluster (bare or under
+``runworker``) and the sweeper, sharing the test database, files and cache
+(the test must use a transactional db)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +32,8 @@ def database_url() -> str:
 class Cluster:
     """qcluster + sweeper subprocesses sharing the test database and files."""
 
+    BASE_ENV = {"JOB_LEASE_SECONDS": "16", "JOB_DISPATCH_GRACE": "30", "SWEEP_INTERVAL": "0.2"}
+
     def __init__(self, settings, tmp_path: Path, **extra_env: str) -> None:
         self.env = {
             **os.environ,
@@ -41,42 +45,128 @@ class Cluster:
             "Q_WORKERS": "2",
             "Q_TIMEOUT": "15",
             "Q_RETRY": "20",
-            "JOB_LEASE_SECONDS": "16",
-            "JOB_DISPATCH_GRACE": "30",
-            "SWEEP_INTERVAL": "0.2",
+            **self.BASE_ENV,
             "Q_SYNC": "false",
             "SECRET_KEY": settings.SECRET_KEY,  # tasks are signed with it
+            # The clusters' status records live in the cache; the test reads them too.
+            "CACHE_URL": f"filecache://{settings.CACHES['default']['LOCATION']}",
+            "WORKER_STALL_SECONDS": "6",
             **extra_env,
         }
         self.procs: dict[str, subprocess.Popen] = {}
         self.log = tmp_path / "cluster.log"
 
-    def start(self, name: str) -> None:
-        command = "qcluster" if name == "worker" else "runsweeper"
+    COMMANDS = {"worker": "qcluster", "runworker": "runworker", "sweeper": "runsweeper", "serve": "serve"}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        command = self.COMMANDS[name]
         handle = self.log.open("a")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "manage.py", command],
+            [sys.executable, "manage.py", command, *args],
             cwd=ROOT,
             env=self.env,
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group, so a kill takes every worker
         )
+        return self.procs[name]
 
     def kill(self, name: str) -> None:
+        """Kill the process, its group, and (by their death signal) whatever it started."""
         proc = self.procs.pop(name)
-        os.killpg(proc.pid, signal.SIGKILL)
+        tree = descendants(proc.pid) if proc.poll() is None else []
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the test killed it already
+            pass
         proc.wait(10)
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def stop(self) -> None:
         for name in list(self.procs):
             self.kill(name)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def cluster_status(main_pid: int, timeout: float = 60):
+    """django-q2's status record of the cluster whose main process is ``main_pid``,
+    once it shows all its processes."""
+    from jobs.cluster_watch import cluster_status as find
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stat = find(main_pid)
+        if stat is not None and stat.workers and stat.pusher and stat.monitor:
+            return stat
+        time.sleep(0.2)
+    raise AssertionError(f"cluster {main_pid} never reported its status")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            text = (task / "children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        found.extend(int(child) for child in text)
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    found = children(pid)
+    for child in list(found):
+        found.extend(descendants(child))
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except FileNotFoundError:
+        return ""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has died
+
+
+def wait_until(condition, timeout: float, message, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(message() if callable(message) else message)
 
 
 @pytest.fixture
 def cluster_factory(settings, tmp_path, monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", False)  # enqueue through the real ORM broker
     settings.WORK_DIR = tmp_path / "work"
+    # Jobs created here get the due times the workers and sweeper expect.
+    settings.JOB_DISPATCH_GRACE = int(Cluster.BASE_ENV["JOB_DISPATCH_GRACE"])
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
     clusters: list[Cluster] = []
 
     def make(**env: str) -> Cluster:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -25,6 +28,22 @@ def _advance_and_close(job_id) -> None:
         pipeline.advance(job_id)
     finally:
         connection.close()  # the thread's own connection; left open it outlives the command
+
+
+@contextlib.contextmanager
+def _warnings_only() -> Iterator[None]:
+    """While the progress bar is drawn, log only what it does not already say.
+
+    The pipeline's INFO lines (each transition) would break the bar into
+    pieces; warnings and errors still show.
+    """
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 class Command(BaseCommand):
@@ -65,7 +84,8 @@ class Command(BaseCommand):
         except ledger.InsufficientCredits as exc:
             raise CommandError(f"{exc.message} (grant some with: manage.py grantcredits {owner.username} N)") from None
         self.stderr.write(f"Job {job.pk} on {job.provider}, {job.width}x{job.height}")
-        job = self._drive(job)
+        with _warnings_only():
+            job = self._drive(job)
         if job.status != Job.COMPLETED:
             raise CommandError(f"Job {job.status}: {job.error_message or job.status_message}")
         out: Path = opts["out"]

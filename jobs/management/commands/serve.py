@@ -1,74 +1,142 @@
-"""Runs the web server, the django-q2 worker and the sweeper together."""
+"""``manage.py serve``: the web server, the worker cluster and the sweeper together.
+
+Each component runs in a process group of its own and dies with ``serve``
+(even after a ``kill -9``: see ``jobs/lifelines.py``). A component that
+exits while ``serve`` is not stopping is started again after a pause that
+grows while it keeps exiting, so a database outage or a crash of one part
+never takes the others down.
+"""
 
 from __future__ import annotations
 
-import os
+import errno
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from jobs.lifelines import start_child, stop_tree
+
+RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+# A component that ran this long before exiting starts again at once.
+HEALTHY_RUN = 60.0
+# Seconds the components get to stop (the worker finishes its tasks) before they are killed.
+STOP_GRACE = 20.0
+
+
+@dataclass
+class Component:
+    name: str
+    command: list[str]
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    restart_at: float | None = None
 
 
 class Command(BaseCommand):
-    help = "Start web (gunicorn), worker (qcluster) and sweeper; stop all when one stops or on Ctrl-C."
+    help = "Start web (gunicorn), worker (runworker) and sweeper; restart any that exits; Ctrl-C stops all."
 
     def add_arguments(self, parser):
-        parser.add_argument("--bind", default="127.0.0.1:8000")
+        parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port for the web server.")
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument("--dev", action="store_true", help="Use runserver (auto-reload) instead of gunicorn.")
 
     def handle(self, *args, bind: str, web_workers: int, dev: bool, **options):
-        manage = [sys.executable, "manage.py"]
+        host, port = _parse_bind(bind)
+        _check_port_free(host, port)
+        run_dir = settings.VAR_DIR / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         if dev:
             web = [*manage, "runserver", bind]
         else:
             # sync workers stayed balanced here where gthread left one idle.
             web = [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "i2v_site.wsgi",
-                "--bind",
-                bind,
-                "--workers",
-                str(web_workers),
-                "--worker-class",
-                "sync",
-                "--timeout",
-                "60",
-                "--access-logfile",
-                "-",
+                *(sys.executable, "-m", "gunicorn", "i2v_site.wsgi"),
+                *("--config", "python:i2v_site.gunicorn_conf"),
+                *("--bind", bind, "--workers", str(web_workers), "--worker-class", "sync", "--timeout", "60"),
+                *("--access-logfile", "-"),
+                # Its control socket goes with our other run-time files, not into the home folder.
+                *("--control-socket", str(run_dir / "gunicorn.ctl")),
+                # sendfile bypasses gunicorn's byte count: the access log showed 0 for every download.
+                "--no-sendfile",
             ]
-        commands = {"web": web, "worker": [*manage, "qcluster"], "sweeper": [*manage, "runsweeper"]}
-        procs = {name: subprocess.Popen(cmd, env=os.environ.copy()) for name, cmd in commands.items()}
+        components = [
+            Component("web", web),
+            Component("worker", [*manage, "runworker"]),
+            Component("sweeper", [*manage, "runsweeper"]),
+        ]
+        stopping = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stopping.set())
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        for component in components:
+            self._start(component)
         self.stdout.write(self.style.SUCCESS(f"i2v is running on http://{bind}/  (Ctrl-C stops it)"))
+        try:
+            while not stopping.wait(0.5):
+                for component in components:
+                    self._tend(component)
+        finally:
+            self.stderr.write("stopping web, worker and sweeper")
+            stoppers = [
+                threading.Thread(target=stop_tree, args=(c.proc, STOP_GRACE)) for c in components if c.proc is not None
+            ]
+            for stopper in stoppers:
+                stopper.start()
+            for stopper in stoppers:
+                stopper.join()
 
-        stopping = False
+    def _start(self, component: Component) -> None:
+        component.proc = start_child(component.command, death_signal=signal.SIGTERM)
+        component.started_at = time.monotonic()
+        component.restart_at = None
 
-        def stop(*_):
-            nonlocal stopping
-            stopping = True
+    def _tend(self, component: Component) -> None:
+        """Start again a component that exited, after its pause."""
+        now = time.monotonic()
+        if component.restart_at is not None:
+            if now >= component.restart_at:
+                self.stderr.write(f"starting {component.name} again")
+                self._start(component)
+            return
+        code = component.proc.poll()
+        if code is None:
+            return
+        stop_tree(component.proc, 0)  # whatever it left behind goes too
+        if now - component.started_at > HEALTHY_RUN:
+            component.failures = 0
+        pause = RESTART_BACKOFF[min(component.failures, len(RESTART_BACKOFF) - 1)]
+        component.failures += 1
+        component.restart_at = now + pause
+        self.stderr.write(f"{component.name} exited with code {code}; starting it again in {pause:.0f} s")
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-        code = 0
-        while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    self.stderr.write(f"{name} exited with {proc.returncode}; stopping the others")
-                    code = proc.returncode or 1
-                    stopping = True
-                    break
-            time.sleep(0.5)
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        sys.exit(code)
+
+def _parse_bind(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit():
+        raise CommandError(f"--bind {bind!r}: expected host:port, such as 127.0.0.1:8000")
+    return host.strip("[]"), int(port)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse to start, saying what to do, when the web port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+            raise CommandError(
+                f"Port {port} on {host} is already in use (another i2v, or another program). "
+                f"Stop that program, or choose another port: make run PORT={port + 1} "
+                f"(or manage.py serve --bind {host}:{port + 1})."
+            ) from None
