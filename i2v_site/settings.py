@@ -274,6 +274,9 @@ CACHES = {"default": _cache_config()}
 RESULT_LINK_SECONDS = env_int("RESULT_LINK_SECONDS", 3600, minimum=60)
 # Seconds an Idempotency-Key is remembered.
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
+# Seconds a create with an Idempotency-Key holds the key; a request that died
+# frees it after this (longer than any create runs: gunicorn's timeout is 60 s).
+IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 90, minimum=1)
 # The provider behind the Stability-compatible /api/img2video endpoints; empty
 # means stability when STABILITY_API_KEY is set, else local.
 COMPAT_PROVIDER = env_str("COMPAT_PROVIDER", "")
