@@ -250,7 +250,17 @@ if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
 
 # --- API ---
 
+# Requests per user (all their API keys and their session together) per period.
 API_RATE = env_str("API_RATE", "120/minute")
+# Failed API key checks (wrong, unknown, revoked) per client address per period;
+# past it, every key from that address is answered 429 until the period ends.
+API_AUTH_FAILURE_RATE = env_str("API_AUTH_FAILURE_RATE", "20/minute")
+# Proxies in front of the web server that append the client's address to
+# X-Forwarded-For (0: none; the connection's address is the client's).
+API_TRUSTED_PROXIES = env_int("API_TRUSTED_PROXIES", 0, minimum=0)
+# Where the budgets are counted when the cache is not Redis or Memcached: one
+# small locked file per user or address, shared by the web processes of one machine.
+RATE_LIMIT_DIR = Path(env_str("RATE_LIMIT_DIR", str(VAR_DIR / "ratelimit")))
 
 
 def _cache_config() -> dict:
@@ -290,7 +300,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.auth.PerKeyThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.auth.PerUserThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api": API_RATE},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON everywhere; the endpoints that take files declare their parsers.
