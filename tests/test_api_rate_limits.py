@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from django.core.cache import caches
@@ -182,11 +183,11 @@ def test_stale_counter_files_are_pruned_and_live_ones_kept(tmp_path):
     counter = ratelimit.FileCounter(tmp_path)
     counter.hit("ip:old", 60)
     counter.hit("ip:live", 60)
-    old = counter._path("ip:old")
+    old = Path(counter._path("ip:old"))
     with old.open("r+b") as handle:  # its last count was three windows ago
         handle.write(ratelimit._RECORD.pack(int(time.time() // 60) - 3, 5))
     counter.prune(old.parent, 60)
-    counter.prune(counter._path("ip:live").parent, 60)
+    counter.prune(Path(counter._path("ip:live")).parent, 60)
     assert not old.exists()
     assert counter.peek("ip:live", 60).count == 1
     assert counter.hit("ip:old", 60).count == 1
