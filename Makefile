@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight bench-throttle clean
+.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-inflight: setup
 
 bench-throttle: setup
 	$(PY) bench/bench_throttle.py
+
+bench-memory: setup
+	$(PY) bench/bench_memory.py
 
 clean:
 	rm -rf $(VENV) var

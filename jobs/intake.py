@@ -205,7 +205,11 @@ def normalize_image(
     if fmt is None:
         raise _describe_refusal(data)
 
-    frame, source_size, target = _decode_and_fit(data, fmt, target)
+    try:
+        frame, source_size, target = _decode_and_fit(data, fmt, target)
+    finally:
+        # Only here is the decoded picture gone (a closed Pillow image keeps its pixels).
+        give_memory_back()
     return NormalizedImage(
         format=fmt,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -444,15 +448,13 @@ def _decode_and_fit(
             frame = _fit(img, orientation, target)
             frame = _to_rgb(frame, img.info.get("icc_profile"))
 
-    if stored_w * stored_h >= _GIVE_BACK_AFTER_PIXELS:
-        give_memory_back()
     return _encode_clean_png(frame), source_size, target
 
 
 # Freed image memory stays in the C allocator's heap (glibc raises its mmap threshold after the
 # first large free, so later large blocks come from the heap), where it counts against the web
-# worker for good: a 40 MP PNG left a worker 262 MB larger. Handing it back costs microseconds.
-_GIVE_BACK_AFTER_PIXELS = 4_000_000
+# worker for good: a 40 MP PNG left a worker 262 MB larger. Handing it back costs about a
+# microsecond when there is little to hand back (bench/bench_memory.py has the figures).
 try:
     _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
 except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
@@ -539,7 +541,7 @@ def _onto_white(img: Image.Image) -> Image.Image:
 _REDUCING_GAP = 3.0
 _LANCZOS_SUPPORT = 3.0
 # Rows are converted and reduced this many pixels at a time, so no full-size copy is made.
-_BAND_PIXELS = 1 << 20
+_BAND_PIXELS = 1 << 18
 
 
 def _fit(img: Image.Image, orientation: int, target: tuple[int, int]) -> Image.Image:
