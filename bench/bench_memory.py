@@ -2,7 +2,7 @@
 
 Run from the repository root (``make bench-memory`` runs the same)::
 
-    .venv/bin/python bench/bench_memory.py [--baseline a3f87c4] [--repeat 2]
+    .venv/bin/python bench/bench_memory.py [--baseline a3f87c4] [--repeat 3]
 
 For each of two code trees, the baseline commit (unpacked with ``git archive``;
 by default the commit before the intake was changed) and this working tree, it
@@ -142,6 +142,7 @@ class Gunicorn:
         # Warm every worker up (imports, connections) so its size before a request is its real size.
         for _ in range(10 * workers):
             self.get("/api/v1/credits")
+        self.start_size = max(mib(pid, "VmRSS") for pid in self.workers)
 
     def _children(self) -> list[int]:
         try:
@@ -227,7 +228,7 @@ def unpack(commit: str, into: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="commit to compare with (default %(default)s)")
-    parser.add_argument("--repeat", type=int, default=2, help="requests per image and setting (worst shown)")
+    parser.add_argument("--repeat", type=int, default=3, help="requests per image and setting (worst shown)")
     parser.add_argument("--json", action="store_true", help="also print every measurement as JSON")
     args = parser.parse_args()
 
@@ -248,13 +249,21 @@ def main() -> None:
                         for attempt in range(args.repeat):
                             for run in web.measure(data, f"big.{suffix}", concurrent):
                                 results.append(
-                                    {"tree": label, "concurrent": concurrent, "image": name, "attempt": attempt, **run}
+                                    {
+                                        "tree": label,
+                                        "concurrent": concurrent,
+                                        "image": name,
+                                        "attempt": attempt,
+                                        "start": web.start_size,
+                                        **run,
+                                    }
                                 )
                 finally:
                     web.stop()
 
     print(f"Peak and kept memory per web worker (MiB over its size before the request), worst of {args.repeat}")
-    print(f"{'image':<28}{'tree':<20}{'at once':>8}{'answers':>14}{'peak':>8}{'kept':>8}{'worker size':>13}{'time':>7}")
+    print("(worker size: after warming up -> largest after a request; the images are sent in the order shown)")
+    print(f"{'image':<28}{'tree':<20}{'at once':>8}{'answers':>9}{'peak':>8}{'kept':>8}{'worker size':>15}{'time':>7}")
     for name, data in images.items():
         kind, width, height = IMAGES[name]
         decoded = width * height * (4 if kind == "png" else 3) / 2**20
@@ -266,10 +275,11 @@ def main() -> None:
                 peak = max((w["peak"] for w in busy), default=0.0)
                 kept = max((w["kept"] for w in busy), default=0.0)
                 size = max((w["rss_before"] + w["kept"] for w in busy), default=0.0)
+                sizes = f"{runs[0]['start']:.0f} -> {size:.0f}"
                 slowest = max(seconds for run in runs for _, seconds in run["answers"])
                 print(
-                    f"{name:<28}{label:<20}{concurrent:>8}{','.join(map(str, answers)):>14}"
-                    f"{peak:>+8.0f}{kept:>+8.0f}{size:>13.0f}{slowest:>6.1f}s"
+                    f"{name:<28}{label:<20}{concurrent:>8}{','.join(map(str, answers)):>9}"
+                    f"{peak:>+8.0f}{kept:>+8.0f}{sizes:>15}{slowest:>6.1f}s"
                 )
         print(f"{'':<28}({len(data) / 2**20:.1f} MiB file, {decoded:.0f} MiB decoded)")
     if args.json:

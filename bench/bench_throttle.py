@@ -2,7 +2,7 @@
 
 Run from the repository root (``make bench-throttle`` runs the same)::
 
-    .venv/bin/python bench/bench_throttle.py [--seconds 8] [--rounds 3] [--connections 8]
+    .venv/bin/python bench/bench_throttle.py [--seconds 4] [--rounds 7] [--connections 8]
 
 It makes a throwaway install (SQLite in a temporary var directory, the
 default file cache), starts gunicorn as ``make run`` does (2 sync workers)
@@ -141,8 +141,8 @@ def burst(url: str, headers: list[dict[str, str]], threads: int = 20) -> list[in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
 
