@@ -7,7 +7,7 @@ PORT ?= 8000
 BIND ?= 127.0.0.1:$(PORT)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight bench-throttle clean
+.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-inflight: setup
 
 bench-throttle: setup
 	$(PY) bench/bench_throttle.py
+
+bench-memory: setup
+	$(PY) bench/bench_memory.py
 
 clean:
 	rm -rf $(VENV) var

@@ -256,7 +256,17 @@ if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
 
 # --- API ---
 
+# Requests per user (all their API keys and their session together) per period.
 API_RATE = env_str("API_RATE", "120/minute")
+# Failed API key checks (wrong, unknown, revoked) per client address per period;
+# past it, every key from that address is answered 429 until the period ends.
+API_AUTH_FAILURE_RATE = env_str("API_AUTH_FAILURE_RATE", "20/minute")
+# Proxies in front of the web server that append the client's address to
+# X-Forwarded-For (0: none; the connection's address is the client's).
+API_TRUSTED_PROXIES = env_int("API_TRUSTED_PROXIES", 0, minimum=0)
+# Where the budgets are counted when the cache is not Redis or Memcached: one
+# small locked file per user or address, shared by the web processes of one machine.
+RATE_LIMIT_DIR = Path(env_str("RATE_LIMIT_DIR", str(VAR_DIR / "ratelimit")))
 
 
 def _cache_config() -> dict:
@@ -280,6 +290,9 @@ CACHES = {"default": _cache_config()}
 RESULT_LINK_SECONDS = env_int("RESULT_LINK_SECONDS", 3600, minimum=60)
 # Seconds an Idempotency-Key is remembered.
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=60)
+# Seconds a create with an Idempotency-Key holds the key; a request that died
+# frees it after this (longer than any create runs: gunicorn's timeout is 60 s).
+IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 90, minimum=1)
 # The provider behind the Stability-compatible /api/img2video endpoints; empty
 # means stability when STABILITY_API_KEY is set, else local.
 COMPAT_PROVIDER = env_str("COMPAT_PROVIDER", "")
@@ -293,7 +306,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.auth.PerKeyThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.auth.PerUserThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api": API_RATE},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON everywhere (nesting bounded, so a deep body is a 400, not a RecursionError);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -170,17 +171,57 @@ def create_job(
     return job
 
 
+def check_job_affordable(
+    *, owner, provider: str | None = None, model: str | None = None, seed=None, cfg_scale=None, motion_bucket_id=None
+) -> None:
+    """The checks a job can fail before its image is read: the provider, the
+    parameters and the owner's balance. Decoding a large image takes a second
+    and a few hundred MB; a request that would be refused anyway should not pay it.
+
+    Raises ``JobInputError`` or ``ledger.InsufficientCredits``. The balance is
+    checked again, guarded, when the cost is held.
+    """
+    params = validate_parameters(
+        provider=provider or settings.DEFAULT_PROVIDER,
+        model=model,
+        seed=seed,
+        cfg_scale=cfg_scale,
+        motion_bucket_id=motion_bucket_id,
+    )
+    cost = cost_of(params["provider"])
+    balance = ledger.balance_of(owner)
+    if balance < cost:
+        raise ledger.InsufficientCredits(balance, cost)
+
+
 def create_job_from_image(
-    *, owner, source: bytes | BinaryIO, filename: str = "", framing: str | None = None, **job_fields
+    *,
+    owner,
+    source: bytes | BinaryIO,
+    filename: str = "",
+    framing: str | None = None,
+    on_created: Callable[[Job], None] | None = None,
+    **job_fields,
 ) -> Job:
     """Store an image and start a job on it, as ``create_upload`` then ``create_job``.
 
-    When the job is refused (bad parameters, not enough credits) the image just
-    stored is deleted again, so a refusal leaves nothing behind.
+    Everything that can be checked without the image is checked first. When the
+    job is refused (bad parameters, not enough credits) the image just stored is
+    deleted again, so a refusal leaves nothing behind. ``on_created(job)`` runs
+    inside the transaction that creates the job: whatever it writes commits with
+    the job, and if it raises, the job is not made.
     """
+    check_job_affordable(
+        owner=owner,
+        **{name: job_fields.get(name) for name in ("provider", "model", "seed", "cfg_scale", "motion_bucket_id")},
+    )
     upload = create_upload(owner=owner, source=source, filename=filename, framing=framing)
     try:
-        return create_job(owner=owner, upload=upload, **job_fields)
+        with transaction.atomic():
+            job = create_job(owner=owner, upload=upload, **job_fields)
+            if on_created is not None:
+                on_created(job)
+        return job
     except BaseException:
         discard_upload(upload)
         raise

@@ -25,6 +25,8 @@ person who uploaded the file. The codes are: ``empty``, ``too_large``, ``not_an_
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import math
@@ -43,8 +45,9 @@ except ImportError:  # Pillow built without littlecms: colours are then taken as
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
-# A 40 MP RGBA frame is 160 MB decoded; with the copies made while converting that is about
-# what one worker should spend on an upload. That bounds PNG, which is decoded whole.
+# A 40 MP RGBA frame is 160 MB decoded, about what one worker should spend on an upload; it is
+# converted and scaled in bands, so the decoded picture is the only full-size copy (_fit).
+# That bounds PNG, which is decoded whole.
 MAX_PIXELS = 40_000_000
 # A baseline JPEG is decoded by libjpeg at 1/2 to 1/8 scale when the frame needs fewer pixels
 # (see _draft_for_target), so a 48, 50 or 64 MP phone photo costs a few megapixels in memory.
@@ -202,7 +205,11 @@ def normalize_image(
     if fmt is None:
         raise _describe_refusal(data)
 
-    frame, source_size, target = _decode_and_fit(data, fmt, target)
+    try:
+        frame, source_size, target = _decode_and_fit(data, fmt, target)
+    finally:
+        # Only here is the decoded picture gone (a closed Pillow image keeps its pixels).
+        give_memory_back()
     return NormalizedImage(
         format=fmt,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -438,12 +445,26 @@ def _decode_and_fit(
             source_size = (stored_h, stored_w) if orientation in (5, 6, 7, 8) else (stored_w, stored_h)
             if target is None:
                 target = nearest_framing(*source_size)
-            transpose = _ORIENTATION_TRANSPOSE.get(orientation)
-            picture = img.transpose(transpose) if transpose is not None else img
-            frame = _fit(_resamplable(picture), target)
-            frame = _to_rgb(_onto_white(frame), img.info.get("icc_profile"))
+            frame = _fit(img, orientation, target)
+            frame = _to_rgb(frame, img.info.get("icc_profile"))
 
     return _encode_clean_png(frame), source_size, target
+
+
+# Freed image memory stays in the C allocator's heap (glibc raises its mmap threshold after the
+# first large free, so later large blocks come from the heap), where it counts against the web
+# worker for good: a 40 MP PNG left a worker 262 MB larger. Handing it back costs about a
+# microsecond when there is little to hand back (bench/bench_memory.py has the figures).
+try:
+    _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
+    _malloc_trim = None
+
+
+def give_memory_back() -> None:
+    """Return the C heap's free memory to the operating system, where the C library can."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _orientation(img: Image.Image) -> int:
@@ -480,10 +501,9 @@ def _draft_for_target(img: Image.Image, orientation: int, target: tuple[int, int
 def _resamplable(img: Image.Image) -> Image.Image:
     """Bring any PNG/JPEG mode to one that resizes correctly: 8-bit L, LA, RGB, RGBA or CMYK.
 
-    Transparency stays an alpha channel until after the resize (Pillow resamples RGBA/LA
-    with premultiplied alpha, so edges do not darken), which also keeps the full-size
-    picture from being copied once more. L and CMYK are not yet made RGB so an embedded ICC
-    profile, which describes those channels, can still be applied.
+    Transparency stays an alpha channel for ``_onto_white``, which flattens it before the
+    picture is scaled. L and CMYK are not yet made RGB so an embedded ICC profile, which
+    describes those channels, can still be applied.
     """
     mode = img.mode
     transparency = img.info.get("transparency")
@@ -516,19 +536,74 @@ def _onto_white(img: Image.Image) -> Image.Image:
     return flat
 
 
-def _fit(img: Image.Image, target: tuple[int, int]) -> Image.Image:
-    """Scale to cover ``target`` and keep the centre, in one resampling pass.
+# Pillow's own resize(reducing_gap=3.0): first box-reduce by whole factors while the image is
+# still more than three times the target, then one Lanczos pass. Faster, visually the same.
+_REDUCING_GAP = 3.0
+_LANCZOS_SUPPORT = 3.0
+# Rows are converted and reduced this many pixels at a time, so no full-size copy is made.
+_BAND_PIXELS = 1 << 18
 
-    Giving ``resize`` the crop box in source coordinates keeps sub-pixel accuracy and avoids a
-    second resample; ``reducing_gap`` first box-reduces very large sources, which is faster
-    and visually the same as a full Lanczos.
+
+def _fit(img: Image.Image, orientation: int, target: tuple[int, int]) -> Image.Image:
+    """Turn upright, flatten onto white, scale to cover ``target`` and keep the centre, while
+    holding no second full-size copy of the decoded picture.
+
+    The decoded image is the only full-size thing in memory: horizontal bands of it are
+    converted (``_resamplable``, ``_onto_white``) and box-reduced one at a time into a small
+    image, which alone is then turned by the EXIF orientation and resampled with Lanczos.
+    Flattening before resampling gives the same picture as Pillow's premultiplied-alpha
+    resize followed by flattening (both are linear) without Pillow's full-size RGBa copy,
+    and keeps the small image at three channels; the crop box keeps sub-pixel accuracy
+    through the reduction.
     """
+    transpose = _ORIENTATION_TRANSPOSE.get(orientation)
     sw, sh = img.size
-    tw, th = target
+    turned = orientation in (5, 6, 7, 8)
+    # The target and the cover box in the stored image's axes. The box is centred, and a
+    # flip or quarter turn keeps a centred box centred: only its sides swap.
+    tw, th = (target[1], target[0]) if turned else target
     scale = max(tw / sw, th / sh)
     bw, bh = min(sw, tw / scale), min(sh, th / scale)
-    left, top = (sw - bw) / 2, (sh - bh) / 2
-    return img.resize(target, Image.Resampling.LANCZOS, box=(left, top, left + bw, top + bh), reducing_gap=3.0)
+    box = ((sw - bw) / 2, (sh - bh) / 2, (sw + bw) / 2, (sh + bh) / 2)
+    fx, fy = max(1, int(bw / tw / _REDUCING_GAP)), max(1, int(bh / th / _REDUCING_GAP))
+    # Whole pixels around the box, with room for the filter's reach (as Pillow's resize does).
+    reach_x, reach_y = (_LANCZOS_SUPPORT - 0.5) * bw / tw, (_LANCZOS_SUPPORT - 0.5) * bh / th
+    left, top = max(0, int(box[0] - reach_x)), max(0, int(box[1] - reach_y))
+    right, bottom = min(sw, math.ceil(box[2] + reach_x)), min(sh, math.ceil(box[3] + reach_y))
+
+    rows = fy * max(1, _BAND_PIXELS // ((right - left) * fy))
+    small: Image.Image | None = None
+    for y in range(top, bottom, rows):
+        band = _onto_white(_resamplable(img.crop((left, y, right, min(y + rows, bottom)))))
+        if (fx, fy) != (1, 1):
+            band = band.reduce((fx, fy))
+        if small is None:
+            small = Image.new(band.mode, (math.ceil((right - left) / fx), math.ceil((bottom - top) / fy)))
+        small.paste(band, (0, (y - top) // fy))
+    assert small is not None  # the box is never empty
+    rest = ((box[0] - left) / fx, (box[1] - top) / fy, (box[2] - left) / fx, (box[3] - top) / fy)
+    if transpose is not None:
+        rest = _turn_box(transpose, rest, small.size)
+        small = small.transpose(transpose)
+    return small.resize(target, Image.Resampling.LANCZOS, box=rest)
+
+
+def _turn_box(
+    transpose: Image.Transpose, box: tuple[float, float, float, float], size: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """Where ``box`` of an image of ``size`` lands once the image is transposed."""
+    w, h = size
+    moves = {
+        Image.Transpose.FLIP_LEFT_RIGHT: lambda x, y: (w - x, y),
+        Image.Transpose.FLIP_TOP_BOTTOM: lambda x, y: (x, h - y),
+        Image.Transpose.ROTATE_180: lambda x, y: (w - x, h - y),
+        Image.Transpose.ROTATE_90: lambda x, y: (y, w - x),
+        Image.Transpose.ROTATE_270: lambda x, y: (h - y, x),
+        Image.Transpose.TRANSPOSE: lambda x, y: (y, x),
+        Image.Transpose.TRANSVERSE: lambda x, y: (h - y, w - x),
+    }
+    (x0, y0), (x1, y1) = moves[transpose](box[0], box[1]), moves[transpose](box[2], box[3])
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
 
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")) if ImageCms is not None else None

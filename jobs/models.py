@@ -265,7 +265,10 @@ class IdempotencyRecord(models.Model):
 
     Unique per (user, key): the insert is the lock, so concurrent repeats see
     the row and get 409 while the first is in progress, the stored answer
-    after it.
+    after it. A request in progress holds the row until ``leased_until``, as
+    ``holder``; a request that died leaves its lease to run out, and a retry
+    then takes the row over. ``job`` is set in the transaction that creates
+    the job, so a retry after a crash finds the job instead of making another.
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
@@ -274,6 +277,9 @@ class IdempotencyRecord(models.Model):
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    holder = models.UUIDField(null=True, blank=True)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_idempotency_record_per_user_key")]

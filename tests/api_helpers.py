@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import shutil
 
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from jobs.apikeys import create_api_key
@@ -24,3 +26,8 @@ def image_file(name: str = "photo.jpg", **kwargs) -> io.BytesIO:
     handle = io.BytesIO(photo_bytes(**kwargs))
     handle.name = name
     return handle
+
+
+def reset_budgets() -> None:
+    """Give every user and address a full request budget again."""
+    shutil.rmtree(settings.RATE_LIMIT_DIR, ignore_errors=True)

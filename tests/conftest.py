@@ -18,6 +18,12 @@ def _media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_request_budgets(settings, tmp_path):
+    # Every test starts with full budgets (per user, and per address for wrong keys).
+    settings.RATE_LIMIT_DIR = tmp_path / "ratelimit"
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

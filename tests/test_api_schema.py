@@ -18,7 +18,6 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import schemathesis
-from django.core.cache import cache
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, transaction
 from django.test import override_settings
@@ -29,7 +28,7 @@ from rest_framework.test import APIClient
 
 from i2v_site.wsgi import application
 from jobs import actions
-from tests.api_helpers import key_client
+from tests.api_helpers import key_client, reset_budgets
 from tests.factories import make_job
 
 # Every check schemathesis has, every phase a per-operation test can run
@@ -151,7 +150,7 @@ def _routes(response) -> bool:
 @schema.parametrize()
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_every_operation_with_a_key_passes_every_check(case, api_key):
-    cache.clear()  # the per-key request budget: every example starts with a full one
+    reset_budgets()  # the request budget: every example starts with a full one
     # The coverage phase also sends each operation without its Authorization
     # header on purpose; the key is added to every other request.
     headers = None if schema.is_security_param_negated(case) else {"Authorization": f"Bearer {api_key}"}
@@ -161,7 +160,7 @@ def test_every_operation_with_a_key_passes_every_check(case, api_key):
 @anonymous_schema.parametrize()
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_every_operation_refuses_a_call_without_credentials(case, db):
-    cache.clear()
+    reset_budgets()
     response = case.call()
     case.validate_response(response)
     method = response.request.method
@@ -200,7 +199,7 @@ class Workflows(schema.as_state_machine()):
         self._example.__exit__(None, None, None)
 
     def before_call(self, case):
-        cache.clear()
+        reset_budgets()
 
     def get_call_kwargs(self, case):
         return {"headers": {"Authorization": f"Bearer {self.api_key}"}}

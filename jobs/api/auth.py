@@ -1,12 +1,62 @@
-"""Bearer API keys for integrators; the pages keep using the session."""
+"""Bearer API keys for integrators (the pages keep using the session), and the
+request budgets that guard them.
+
+Two budgets, both counted atomically across web processes by
+``jobs.api.ratelimit``:
+
+* ``API_RATE`` per user: one budget shared by all of a user's keys and their
+  session, so five keys do not make five budgets.
+* ``API_AUTH_FAILURE_RATE`` per client address for failed key checks (a wrong,
+  unknown or revoked key). Once an address has used it up, every key it sends
+  is answered 429 until the window ends, a valid one too: otherwise a guesser
+  would still learn which guess was right. The address is ``REMOTE_ADDR``, or,
+  behind ``API_TRUSTED_PROXIES`` proxies, the address the outermost trusted
+  proxy put into ``X-Forwarded-For``; IPv6 clients are counted per /64, the
+  block one subscriber usually gets.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.throttling import SimpleRateThrottle
 
+from jobs.api import ratelimit
 from jobs.apikeys import authenticate_key
+
+HOW_TO_SEND = "Send your API key as 'Authorization: Bearer <key>'."
+
+
+def client_address(request) -> str:
+    """The address a budget is counted against (see the module's docstring)."""
+    meta = request.META
+    address = meta.get("REMOTE_ADDR") or ""
+    proxies = settings.API_TRUSTED_PROXIES
+    forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies and forwarded:
+        # Each trusted proxy appends the address it saw; anything further left was written by the client.
+        address = forwarded[-min(proxies, len(forwarded))]
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6:
+        if parsed.ipv4_mapped:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+def _failure_budget() -> tuple[int, int]:
+    num, period = SimpleRateThrottle.parse_rate(None, settings.API_AUTH_FAILURE_RATE)
+    return num, period
+
+
+class TooManyFailedKeys(exceptions.Throttled):
+    default_detail = "Too many wrong API keys were sent from your address."
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -18,10 +68,26 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer":
-            return None
+            if getattr(request._request, "user", None) is not None and request._request.user.is_authenticated:
+                return None  # a signed-in page behind a proxy that adds its own Authorization
+            if raw or (scheme.isalpha() and len(scheme) <= 20):
+                problem = f"The Authorization header uses the {scheme[:20]!r} scheme, which this API does not take."
+            else:
+                problem = "The Authorization header holds a bare value without the 'Bearer' scheme."
+            raise exceptions.AuthenticationFailed(f"{problem} {HOW_TO_SEND}")
         raw = raw.strip()
-        key = authenticate_key(raw) if raw else None
+        if not raw:
+            raise exceptions.AuthenticationFailed(f"The Authorization header has no key after 'Bearer'. {HOW_TO_SEND}")
+        bucket = f"auth-failure:{client_address(request)}"
+        limit, period = _failure_budget()
+        seen = ratelimit.counter().peek(bucket, period)
+        if seen.count >= limit:
+            raise TooManyFailedKeys(wait=seen.resets_in)
+        key = authenticate_key(raw)
         if key is None:
+            failed = ratelimit.counter().hit(bucket, period)
+            if failed.count > limit:
+                raise TooManyFailedKeys(wait=failed.resets_in)
             raise exceptions.AuthenticationFailed("The API key is missing, wrong or revoked.")
         return key.user, key
 
@@ -30,19 +96,25 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="i2v"'
 
 
-class PerKeyThrottle(SimpleRateThrottle):
-    """A budget per API key (or per user for the session), answered with 429 and Retry-After."""
+class PerUserThrottle(SimpleRateThrottle):
+    """``API_RATE`` per user across all their keys and their session (per client
+    address for the few endpoints open without one), answered with 429 and
+    Retry-After. Fixed windows of one period: a client can spend its budget at
+    the end of one window and again at the start of the next."""
 
     scope = "api"
 
-    def get_cache_key(self, request, view):
-        if request.auth is not None and hasattr(request.auth, "prefix"):
-            ident = f"key:{request.auth.prefix}"
-        elif request.user and request.user.is_authenticated:
-            ident = f"user:{request.user.pk}"
-        else:
-            ident = f"ip:{self.get_ident(request)}"
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+    def allow_request(self, request, view) -> bool:
+        if self.rate is None:
+            return True
+        user = request.user
+        who = f"user:{user.pk}" if user is not None and user.is_authenticated else f"ip:{client_address(request)}"
+        counted = ratelimit.counter().hit(f"{self.scope}:{who}", self.duration)
+        self._resets_in = counted.resets_in
+        return counted.count <= self.num_requests
+
+    def wait(self) -> float:
+        return self._resets_in
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

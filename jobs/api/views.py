@@ -20,10 +20,10 @@ from jobs import actions, ledger, links
 from jobs.api import examples as ex
 from jobs.api import serializers as s
 from jobs.api.errors import error_body
-from jobs.api.idempotency import idempotent
+from jobs.api.idempotency import binder, idempotent
 from jobs.api.parsers import JSONParser
 from jobs.apikeys import create_api_key, revoke_api_key
-from jobs.creation import create_job_from_image
+from jobs.creation import check_job_affordable, create_job_from_image
 from jobs.models import ApiKey, Job
 from jobs.serving import serve_file
 from jobs.sources import fetch_image_url, read_data_uri
@@ -134,6 +134,14 @@ class JobListCreate(APIView):
         data = (s.JobCreateInput if is_form else s.JobCreateJsonInput)(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
+        job_fields = {
+            "provider": v.get("provider"),
+            "model": v.get("model"),
+            "seed": v.get("seed"),
+            "cfg_scale": v.get("cfg_scale"),
+            "motion_bucket_id": v.get("motion_bucket_id"),
+        }
+        check_job_affordable(owner=request.user, **job_fields)  # before an image is fetched or decoded
         if v.get("image"):
             source, filename = v["image"], v["image"].name
         elif v.get("image_url"):
@@ -145,15 +153,15 @@ class JobListCreate(APIView):
             source=source,
             filename=filename,
             framing=v.get("framing"),
-            provider=v.get("provider"),
-            model=v.get("model"),
-            seed=v.get("seed"),
-            cfg_scale=v.get("cfg_scale"),
-            motion_bucket_id=v.get("motion_bucket_id"),
             prompt=v.get("prompt", ""),
             negative_prompt=v.get("negative_prompt", ""),
             request_id=v.get("request_id", ""),
+            on_created=binder(request),
+            **job_fields,
         )
+        return self.created_response(request, job)
+
+    def created_response(self, request, job: Job) -> Response:
         body = s.JobOutput(job, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": f"/api/v1/jobs/{job.pk}"})
 
