@@ -276,6 +276,11 @@ RESULT = {
             In_progress={"status": "in-progress", "message": IN_PROGRESS_MESSAGE},
         ),
         "401": UNAUTHORIZED,
+        "429": _error(
+            "Too many wrong API keys were sent from this address; see Retry-After.",
+            {"Retry-After": _header("Seconds to wait before the next request.")},
+            Too_many_wrong_keys="Too many wrong API keys were sent from your address. Try again in 42 s.",
+        ),
         "404": _error(
             "No such generation for this key, or its video was deleted after the retention period.",
             Unknown_id=NOT_FOUND_MESSAGE,

@@ -64,9 +64,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from jobs.api.auth import ApiKeyAuthentication
+from jobs.api.auth import ApiKeyAuthentication, TooManyFailedKeys, check_key
 from jobs.api.views import APIView
-from jobs.apikeys import authenticate_key
 from jobs.creation import JobInputError, create_job_from_image, parse_number
 from jobs.ledger import InsufficientCredits
 from jobs.models import Job
@@ -237,7 +236,12 @@ def result(request: HttpRequest, generation_id: str) -> HttpResponse:
     raw = raw.strip()
     if scheme.lower() != "bearer" or not raw:
         return _unauthorized(NO_KEY_MESSAGE)
-    key = authenticate_key(raw)
+    try:
+        key = check_key(raw, request)
+    except TooManyFailedKeys as exc:
+        response = _error(429, f"{exc.detail} Try again in {exc.wait:.0f} s.")
+        response["Retry-After"] = str(max(1, round(exc.wait)))
+        return response
     if key is None:
         return _unauthorized(BAD_KEY_MESSAGE)
     try:

@@ -400,6 +400,11 @@ def test_the_compat_examples_are_the_bodies_the_endpoints_really_answer(
 
     throttled = next(r for _ in range(1000) if (r := start(seed=0)).status_code == 429)
     same_keys[START, "429", "Throttled"] = throttled
+    settings.API_AUTH_FAILURE_RATE = "1/minute"
+    guesser = APIClient(REMOTE_ADDR="203.0.113.50")
+    guesser.credentials(HTTP_AUTHORIZATION="Bearer i2v_deadbeef_guess")
+    poll(generation, client=guesser)  # spends the address's one failure
+    same_keys[POLL, "429", "Too many wrong keys"] = poll(generation, client=guesser)
 
     for (label, status, name), response in {**same_keys, **same_body}.items():
         assert str(response.status_code) == status, (label, name, response.json())

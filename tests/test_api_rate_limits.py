@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -236,3 +237,15 @@ def test_concurrent_wrong_keys_to_several_web_processes_get_429_after_the_limit(
     assert set(codes) <= {401, 429}
     assert codes.count(401) <= 20 * windows
     assert codes.count(429) >= 200 - 20 * windows
+
+
+def test_wrong_keys_on_the_compat_result_poll_spend_the_same_failure_budget(settings):
+    settings.API_AUTH_FAILURE_RATE = "3/minute"
+    guesser = wrong_key_client("203.0.113.9")
+    url = f"/api/img2video/result/{uuid.uuid4().hex}"
+    codes = [guesser.get(url).status_code for _ in range(5)]
+    assert codes == [401] * 3 + [429] * 2
+    refused = guesser.get(url)
+    assert "wrong API keys" in refused.json()["error"]
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert guesser.get("/api/v1/credits").status_code == 429  # one budget for every endpoint that takes a key

@@ -26,6 +26,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from jobs.api import ratelimit
 from jobs.apikeys import authenticate_key
+from jobs.models import ApiKey
 
 HOW_TO_SEND = "Send your API key as 'Authorization: Bearer <key>'."
 
@@ -59,6 +60,23 @@ class TooManyFailedKeys(exceptions.Throttled):
     default_detail = "Too many wrong API keys were sent from your address."
 
 
+def check_key(raw: str, request) -> ApiKey | None:
+    """The active key ``raw`` names, or None; spends the client address's
+    failure budget on a wrong key and raises ``TooManyFailedKeys`` once it is
+    used up. Every endpoint that takes a key checks it here."""
+    bucket = f"auth-failure:{client_address(request)}"
+    limit, period = _failure_budget()
+    seen = ratelimit.counter().peek(bucket, period)
+    if seen.count >= limit:
+        raise TooManyFailedKeys(wait=seen.resets_in)
+    key = authenticate_key(raw)
+    if key is None:
+        failed = ratelimit.counter().hit(bucket, period)
+        if failed.count > limit:
+            raise TooManyFailedKeys(wait=failed.resets_in)
+    return key
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -78,16 +96,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = raw.strip()
         if not raw:
             raise exceptions.AuthenticationFailed(f"The Authorization header has no key after 'Bearer'. {HOW_TO_SEND}")
-        bucket = f"auth-failure:{client_address(request)}"
-        limit, period = _failure_budget()
-        seen = ratelimit.counter().peek(bucket, period)
-        if seen.count >= limit:
-            raise TooManyFailedKeys(wait=seen.resets_in)
-        key = authenticate_key(raw)
+        key = check_key(raw, request)
         if key is None:
-            failed = ratelimit.counter().hit(bucket, period)
-            if failed.count > limit:
-                raise TooManyFailedKeys(wait=failed.resets_in)
             raise exceptions.AuthenticationFailed("The API key is missing, wrong or revoked.")
         return key.user, key
 
