@@ -12,7 +12,8 @@ from jobs.actions import can_cancel
 from jobs.creation import format_bound
 from jobs.intake import FRAMINGS
 from jobs.models import ApiKey, Job, JobEvent, LedgerEntry
-from providers.registry import PROVIDERS
+from providers.params import Param, specific
+from providers.registry import PROVIDERS, provider_class
 
 SIGNING_SALT = "i2v.result-link"
 
@@ -48,7 +49,49 @@ def _range(name: str, low: float, high: float) -> dict:
     return {"min_value": low, "max_value": high, "error_messages": {"min_value": message, "max_value": message}}
 
 
-class JobCreateJsonInput(serializers.Serializer):
+def provider_parameters() -> dict[str, list[tuple[str, Param]]]:
+    """Every provider's own parameters (beyond the common ones) by name, with the providers declaring each."""
+    found: dict[str, list[tuple[str, Param]]] = {}
+    for name in PROVIDERS:
+        for param in specific(provider_class(name).parameters):
+            found.setdefault(param.name, []).append((name, param))
+    return found
+
+
+def _parameter_field(declared: list[tuple[str, Param]]) -> serializers.Field:
+    """A create field for one provider parameter, read from the declarations.
+
+    Ranges differ between providers, so the field checks only the type;
+    ``validate_parameters`` checks the value against the chosen provider's range.
+    """
+    first = declared[0][1]
+    help_text = f"{first.meaning} " + "; ".join(
+        f"{provider}: {param.span}, default {param.default}" for provider, param in declared
+    )
+    if first.kind == "choice":
+        choices = list(dict.fromkeys(choice for _, param in declared for choice in param.choices))
+        return serializers.ChoiceField(choices=choices, required=False, help_text=help_text)
+    if first.kind == "int":
+        return serializers.IntegerField(required=False, help_text=help_text)
+    return serializers.FloatField(required=False, help_text=help_text)
+
+
+PROVIDER_PARAMETERS = provider_parameters()
+# The providers' own parameters as top-level create fields (``duration``, ``fps``...),
+# named as GET /api/v1/providers lists them: a new provider's parameters appear here by themselves.
+ProviderParameterFields = type(
+    "ProviderParameterFields",
+    (serializers.Serializer,),
+    {name: _parameter_field(declared) for name, declared in PROVIDER_PARAMETERS.items()},
+)
+
+
+def provider_parameter_values(validated: dict) -> dict:
+    """The provider parameters a create request gave, for ``create_job(extra_params=...)``."""
+    return {name: validated[name] for name in PROVIDER_PARAMETERS if name in validated}
+
+
+class JobCreateJsonInput(ProviderParameterFields):
     """A job from JSON: the image comes as ``image_url`` or ``data_uri``."""
 
     # A plain string: the safe fetcher checks it and says precisely what is wrong.
@@ -106,7 +149,9 @@ class PageQuery(serializers.Serializer):
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100)
 
 
-class ParametersOutput(serializers.Serializer):
+class ParametersOutput(ProviderParameterFields):
+    """The job's parameters: the common ones, then the provider's own it was made with."""
+
     seed = serializers.IntegerField()
     cfg_scale = serializers.FloatField()
     motion_bucket_id = serializers.IntegerField()
@@ -180,6 +225,7 @@ class JobOutput(serializers.ModelSerializer):
             "negative_prompt": job.negative_prompt,
             "width": job.width,
             "height": job.height,
+            **{name: value for name, value in job.extra_params.items() if name in PROVIDER_PARAMETERS},
         }
 
     @extend_schema_field(VideoInfoOutput(allow_null=True))
@@ -209,16 +255,24 @@ class JobDetailOutput(JobOutput):
         fields = [*JobOutput.Meta.fields, "timeline"]
 
 
-class RangeOutput(serializers.Serializer):
-    minimum = serializers.FloatField()
-    maximum = serializers.FloatField()
-    default = serializers.FloatField()
+@extend_schema_field({"anyOf": [{"type": "number"}, {"type": "string"}]})
+class DeclaredValueField(serializers.Field):
+    """A bound, default or choice as the provider declares it: whole-number
+    parameters stay integers (``127``, not ``127.0``)."""
+
+    def to_representation(self, value):
+        return value
 
 
-class ProviderParametersOutput(serializers.Serializer):
-    seed = RangeOutput()
-    cfg_scale = RangeOutput()
-    motion_bucket_id = RangeOutput()
+class ParameterOutput(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["int", "float", "choice"])
+    minimum = DeclaredValueField(required=False, help_text="For int and float parameters.")
+    maximum = DeclaredValueField(required=False, help_text="For int and float parameters.")
+    choices = serializers.ListField(child=DeclaredValueField(), required=False, help_text="For choice parameters.")
+    default = DeclaredValueField()
+    meaning = serializers.CharField()
+    required = serializers.BooleanField()
+    unit = serializers.CharField(required=False)
 
 
 class ProviderCapabilitiesOutput(serializers.Serializer):
@@ -233,7 +287,11 @@ class ProviderOutput(serializers.Serializer):
     models = serializers.ListField(child=serializers.CharField())
     default_model = serializers.CharField()
     sizes = serializers.ListField(child=serializers.CharField())
-    parameters = ProviderParametersOutput()
+    parameters = serializers.DictField(
+        child=ParameterOutput(),
+        help_text="What the provider takes, by the name a create request gives it: seed, cfg_scale and "
+        "motion_bucket_id for every provider, then its own (the local provider's duration and fps).",
+    )
     cost = serializers.IntegerField(help_text="Credits charged per successful video.")
     min_poll_interval = serializers.FloatField(help_text="Seconds between polls of the provider.")
     capabilities = ProviderCapabilitiesOutput()

@@ -135,6 +135,7 @@ class JobListCreate(APIView):
             seed=v.get("seed"),
             cfg_scale=v.get("cfg_scale"),
             motion_bucket_id=v.get("motion_bucket_id"),
+            extra_params=s.provider_parameter_values(v),
             prompt=v.get("prompt", ""),
             negative_prompt=v.get("negative_prompt", ""),
             request_id=v.get("request_id", ""),
@@ -249,11 +250,7 @@ class ProviderList(APIView):
                     "models": list(cls.models),
                     "default_model": cls.models[0],
                     "sizes": [f"{w}x{h}" for w, h in cls.sizes],
-                    "parameters": {
-                        "seed": {"minimum": 0, "maximum": cls.seed_max, "default": 0},
-                        "cfg_scale": vars_of(cls.cfg_scale),
-                        "motion_bucket_id": vars_of(cls.motion_bucket_id),
-                    },
+                    "parameters": {param.name: param.describe() for param in cls.parameters},
                     "cost": cost_of(cls.name),
                     "min_poll_interval": float(provider.min_poll_interval),
                     "capabilities": {
@@ -264,10 +261,6 @@ class ProviderList(APIView):
                 }
             )
         return Response(s.ProviderOutput(rows, many=True).data)
-
-
-def vars_of(param) -> dict:
-    return {"minimum": param.minimum, "maximum": param.maximum, "default": param.default}
 
 
 class CreditBalance(APIView):
