@@ -12,8 +12,8 @@ from jobs.actions import can_cancel
 from jobs.creation import format_bound
 from jobs.intake import FRAMINGS
 from jobs.models import ApiKey, Job, JobEvent, LedgerEntry
-from providers.params import Param, specific
-from providers.registry import PROVIDERS, provider_class
+from providers.params import Param
+from providers.registry import PROVIDERS, declared_parameters
 
 SIGNING_SALT = "i2v.result-link"
 
@@ -49,15 +49,6 @@ def _range(name: str, low: float, high: float) -> dict:
     return {"min_value": low, "max_value": high, "error_messages": {"min_value": message, "max_value": message}}
 
 
-def provider_parameters() -> dict[str, list[tuple[str, Param]]]:
-    """Every provider's own parameters (beyond the common ones) by name, with the providers declaring each."""
-    found: dict[str, list[tuple[str, Param]]] = {}
-    for name in PROVIDERS:
-        for param in specific(provider_class(name).parameters):
-            found.setdefault(param.name, []).append((name, param))
-    return found
-
-
 def _parameter_field(declared: list[tuple[str, Param]]) -> serializers.Field:
     """A create field for one provider parameter, read from the declarations.
 
@@ -76,7 +67,7 @@ def _parameter_field(declared: list[tuple[str, Param]]) -> serializers.Field:
     return serializers.FloatField(required=False, help_text=help_text)
 
 
-PROVIDER_PARAMETERS = provider_parameters()
+PROVIDER_PARAMETERS = declared_parameters()
 # The providers' own parameters as top-level create fields (``duration``, ``fps``...),
 # named as GET /api/v1/providers lists them: a new provider's parameters appear here by themselves.
 ProviderParameterFields = type(
