@@ -98,11 +98,12 @@ class Param:
             number = float(value)
         except (TypeError, ValueError):
             raise ParamError(self.name, f"{said} must be {kind} {self.span}; got {value!r}.") from None
+        shown = format_number(number) if math.isfinite(number) else str(value)
         if not math.isfinite(number) or not self.minimum <= number <= self.maximum:
-            raise ParamError(self.name, f"{said} must be {self.span}; got {value}.", "out_of_range")
+            raise ParamError(self.name, f"{said} must be {self.span}; got {shown}.", "out_of_range")
         if whole:
             if number != int(number):
-                raise ParamError(self.name, f"{said} must be {kind} {self.span}; got {value}.")
+                raise ParamError(self.name, f"{said} must be {kind} {self.span}; got {shown}.")
             return int(number)
         return number
 
