@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from providers.local_render import OVERSAMPLE
+
 try:
     from PIL import ImageCms
 except ImportError:  # Pillow without littlecms: colours are then taken as sRGB
@@ -58,11 +60,16 @@ _ORIENTATION_TRANSPOSE = {
 
 @dataclass(frozen=True)
 class Source:
-    """What ``render_clip`` samples: ``image`` and the region of it (``box``) that fills the frame."""
+    """What ``render_clip`` samples: ``image`` and the region of it (``box``) that fills the frame.
+
+    From the original, ``image`` is the framed region already, at the size the
+    move needs (up to ``OVERSAMPLE`` times its largest zoom times the output).
+    """
 
     image: Image.Image
     box: tuple[float, float, float, float]
     from_original: bool
+    decoded_size: tuple[int, int] | None = None  # the original as decoded (JPEG: at a reduced scale)
 
 
 def load_normalised(path: Path, size: tuple[int, int]) -> Image.Image:
@@ -82,7 +89,7 @@ def load_source(normalised_path: Path, original_path: Path | None, size: tuple[i
     ``UnidentifiedImageError``, ...) when even that cannot be read.
     """
     frame = load_normalised(normalised_path, size)
-    whole = (0.0, 0.0, float(size[0]), float(size[1]))
+    whole = _whole(size)
     if original_path is None or zoom <= 1.0 + 1e-6:
         return Source(frame, whole, False)
     try:
@@ -98,7 +105,16 @@ def load_source(normalised_path: Path, original_path: Path | None, size: tuple[i
     if not _matches(image, box, frame):
         log.warning("original %s not used: it does not match the normalised frame", original_path)
         return Source(frame, whole, False)
-    return Source(image, box, True)
+    # Keep only the framed region at the size the renderer's largest level needs,
+    # so the decoded original is freed before the first frame.
+    scale = min(OVERSAMPLE * zoom, (box[2] - box[0]) / size[0], (box[3] - box[1]) / size[1])
+    need = (2 * round(size[0] * scale / 2), 2 * round(size[1] * scale / 2))
+    framed_image = image.resize(need, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    return Source(framed_image, _whole(need), True, image.size)
+
+
+def _whole(size: tuple[int, int]) -> tuple[float, float, float, float]:
+    return (0.0, 0.0, float(size[0]), float(size[1]))
 
 
 def cover_box(width: int, height: int, target: tuple[int, int]) -> tuple[float, float, float, float]:

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from jobs.intake import normalize_image
 from providers.base import GenerationRequest, PollContext
 from providers.local import LocalProvider
-from providers.local_render import camera_path
+from providers.local_render import OVERSAMPLE, camera_path
 from providers.local_source import load_source
 
 MOTION = 200
@@ -153,7 +153,9 @@ def test_a_large_jpeg_is_decoded_only_at_the_size_the_move_needs(tmp_path):
     source = load_source(normalised, original, (1024, 576), zoom=1.3)
 
     assert source.from_original
-    assert source.image.width == 1600, "libjpeg's draft mode decodes at 1/4 scale, not all 23 megapixels"
+    assert source.decoded_size == (1600, 900), "libjpeg's draft mode decodes at 1/4 scale, not all 23 megapixels"
+    # Kept: the framed region at the move's largest zoom (1.3) with the renderer's oversampling.
+    assert source.image.size == (2 * round(1024 * 1.3 * OVERSAMPLE / 2), 2 * round(576 * 1.3 * OVERSAMPLE / 2))
 
 
 @pytest.mark.parametrize(
