@@ -88,8 +88,13 @@ MOTION_RANGE = (1, 255)
 CRF = 20
 PRESET = "veryfast"
 # Fixed, not "auto": x264's output depends on its thread count, and the same
-# inputs must give the same video on any machine.
-ENCODER_THREADS = 2
+# inputs must give the same video on any machine. One encoder thread, with the
+# frames sampled on RENDER_THREADS others while it encodes: x264 is the longest
+# part (about 60 % of the CPU), so on two cores it runs on one while sampling
+# keeps ahead on the other, and its own threading would add about 10 % CPU for
+# work the second core is already doing. Several workers side by side are
+# better served by one encoder thread each, too.
+ENCODER_THREADS = 1
 RENDER_THREADS = 2
 RENDER_AHEAD = 4  # frames rendered ahead of the encoder
 POSTER_QUALITY = 88
@@ -309,18 +314,19 @@ def render_frame(levels: list[Level], view: View, width: int, height: int) -> np
     return planes_to_array(planes)
 
 
-def render_planes(levels: list[Level], views: list[View], width: int, height: int) -> Iterator[np.ndarray]:
-    """Every frame (as ``render_frame`` makes it), in order.
+def render_planes(levels: list[Level], views: list[View], width: int, height: int) -> Iterator[av.VideoFrame]:
+    """Every frame (as ``render_frame`` makes it, ready for the encoder), in order.
 
     Frames are rendered a few ahead on worker threads while the caller encodes:
-    Pillow releases the GIL while it resamples, and PyAV while x264 works.
+    Pillow releases the GIL while it resamples, and PyAV while x264 works, so
+    the encoding thread does little but encode.
     """
 
-    def render(view: View) -> np.ndarray:
-        return render_frame(levels, view, width, height)
+    def render(view: View) -> av.VideoFrame:
+        return av.VideoFrame.from_ndarray(render_frame(levels, view, width, height), format="yuv420p")
 
     with ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="local-render") as pool:
-        pending: deque[Future[np.ndarray]] = deque()
+        pending: deque[Future[av.VideoFrame]] = deque()
         upcoming = iter(views)
         for view in upcoming:
             pending.append(pool.submit(render, view))
@@ -437,8 +443,7 @@ def _encode(
             else level.rgb.resize(size, Image.Resampling.BICUBIC, box=first)
         )
         poster.save(poster_tmp, format="JPEG", quality=POSTER_QUALITY, optimize=True)
-        for index, array in enumerate(render_planes(levels, views, width, height)):
-            video_frame = av.VideoFrame.from_ndarray(array, format="yuv420p")
+        for index, video_frame in enumerate(render_planes(levels, views, width, height)):
             video_frame.pts = index
             container.mux(stream.encode(video_frame))
             # The last few hundredths are for flushing the encoder and renaming.

@@ -183,7 +183,7 @@ def planned_track(views, width: int = 1024, height: int = 576) -> np.ndarray:
 def test_frames_follow_the_camera_path_to_a_fiftieth_of_a_pixel():
     views = camera_path(1024, 576, seed=8, cfg_scale=0.0, motion_bucket_id=255, frames=25)
     levels = build_levels(blob_image(), (0.0, 0.0, 1024.0, 576.0), (1024, 576), 1.4)
-    frames = [frame[:576] for frame in render_planes(levels, views, 1024, 576)]
+    frames = [frame.to_ndarray()[:576] for frame in render_planes(levels, views, 1024, 576)]
 
     error = np.hypot(*(spot_track(frames) - planned_track(views)).T)
 
