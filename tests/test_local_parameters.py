@@ -21,7 +21,9 @@ from django.urls import reverse
 from jobs import actions, pipeline
 from jobs.creation import JobInputError, validate_parameters
 from jobs.models import Job
-from providers.params import Param, ParamError
+from providers import registry
+from providers.local import LocalProvider
+from providers.params import COMMON, Param, ParamError
 from tests.api_helpers import image_file, key_client
 from tests.factories import UserFactory, make_job, photo_bytes
 
@@ -241,3 +243,52 @@ def test_a_choice_parameter_takes_only_its_choices():
 def test_a_declaration_whose_default_is_outside_its_range_is_refused():
     with pytest.raises(ValueError, match="range that holds its default"):
         Param("fps", "int", 60, "Frames per second.", minimum=12, maximum=30)
+
+
+class DemoProvider(LocalProvider):
+    """A provider with a parameter of its own, registered only by these tests."""
+
+    name = "demo"
+    label = "Demo"
+    parameters = (*COMMON, Param("look", "choice", "warm", "Colour grading of the clip.", choices=("warm", "cool")))
+
+
+@pytest.fixture
+def demo_provider(monkeypatch):
+    monkeypatch.setitem(registry.PROVIDERS, "demo", f"{__name__}.DemoProvider")
+    registry.provider_class.cache_clear()
+    yield
+    registry.provider_class.cache_clear()
+
+
+@pytest.mark.django_db
+def test_a_new_provider_s_parameter_reaches_the_listing_the_form_and_validation_from_its_declaration(
+    client, demo_provider
+):
+    listed = key_client().get("/api/v1/providers").json()
+    demo = next(row for row in listed if row["name"] == "demo")
+    assert demo["parameters"]["look"] == {
+        "type": "choice",
+        "choices": ["warm", "cool"],
+        "default": "warm",
+        "meaning": "Colour grading of the clip.",
+        "required": False,
+    }
+
+    client.force_login(UserFactory())
+    html = client.get(reverse("home")).content.decode()
+    assert re.search(r'<div class="field provider-param" data-param="look"\s+hidden>', html)
+    assert 'name="look" id="id_look"' in html
+
+    assert validate_parameters(provider="demo", extra_params={"look": "cool"})["extra_params"] == {"look": "cool"}
+    with pytest.raises(JobInputError, match="look must be warm or cool; got 'hot'"):
+        validate_parameters(provider="demo", extra_params={"look": "hot"})
+
+
+@pytest.mark.django_db
+def test_the_openapi_schema_lists_duration_and_fps_as_create_fields(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+
+    fields = schema["components"]["schemas"]["JobCreateJsonInputRequest"]["properties"]
+    assert fields["duration"]["type"] == "number" and fields["fps"]["type"] == "integer"
+    assert "local: from 1 to 10 s, default 5.0" in fields["duration"]["description"]
