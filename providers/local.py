@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from providers.base import GenerationRequest, PollContext, PollState, Provider, ProviderError
 from providers.local_render import camera_path, render_clip
 from providers.local_source import load_source
-from providers.params import COMMON, Param
+from providers.params import COMMON, Param, ParamError
 
 HANDLE_VERSION = 2
 HANDLE_MAX_LENGTH = 255  # Job.provider_job_id
@@ -74,9 +74,17 @@ class LocalProvider(Provider):
             "seed": request.seed,
             "cfg": request.cfg_scale,
             "motion": request.motion_bucket_id,
-            "dur": DURATION.parse(request.extra.get("duration")),
-            "fps": FPS.parse(request.extra.get("fps")),
         }
+        try:
+            fields["dur"] = DURATION.parse(request.extra.get("duration"))
+            fields["fps"] = FPS.parse(request.extra.get("fps"))
+        except ParamError as exc:
+            # Checked when the job was made; only a job edited by hand gets here.
+            raise ProviderError(
+                f"This job's settings cannot be rendered: {exc.message}",
+                code="bad_parameters",
+                detail=f"extra={request.extra!r}",
+            ) from exc
         if request.source_path is not None:
             source = Path(request.source_path)
             # Beside the frame (the pipeline's work directory) its name is enough.

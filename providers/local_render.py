@@ -440,7 +440,7 @@ def _encode(
         poster = (
             level.rgb
             if level.rgb.size == size and first == (0.0, 0.0, float(width), float(height))
-            else level.rgb.resize(size, Image.Resampling.BICUBIC, box=first)
+            else level.rgb.resize(size, luma_filter(levels), box=first)
         )
         poster.save(poster_tmp, format="JPEG", quality=POSTER_QUALITY, optimize=True)
         for index, video_frame in enumerate(render_planes(levels, views, width, height)):

@@ -292,3 +292,15 @@ def test_the_openapi_schema_lists_duration_and_fps_as_create_fields(client):
     fields = schema["components"]["schemas"]["JobCreateJsonInputRequest"]["properties"]
     assert fields["duration"]["type"] == "number" and fields["fps"]["type"] == "integer"
     assert "local: from 1 to 10 s, default 5.0" in fields["duration"]["description"]
+
+
+@pytest.mark.django_db
+def test_a_job_whose_stored_frame_rate_is_out_of_range_fails_with_a_reason_instead_of_crashing():
+    job = make_job(UserFactory())
+    Job.objects.filter(pk=job.pk).update(extra_params={"duration": 5.0, "fps": 99})
+
+    pipeline.advance(job.pk)
+
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == (Job.FAILED, "bad_parameters")
+    assert job.error_message == "This job's settings cannot be rendered: fps must be from 12 to 30 fps; got 99."
