@@ -19,6 +19,7 @@ from jobs.api import examples as ex
 from jobs.api import serializers as s
 from jobs.api.errors import error_body
 from jobs.api.idempotency import idempotent
+from jobs.api.parameters import provider_parameter_values
 from jobs.apikeys import create_api_key, revoke_api_key
 from jobs.creation import create_job_from_image
 from jobs.models import ApiKey, Job
@@ -135,7 +136,7 @@ class JobListCreate(APIView):
             seed=v.get("seed"),
             cfg_scale=v.get("cfg_scale"),
             motion_bucket_id=v.get("motion_bucket_id"),
-            extra_params=s.provider_parameter_values(v),
+            extra_params=provider_parameter_values(v),
             prompt=v.get("prompt", ""),
             negative_prompt=v.get("negative_prompt", ""),
             request_id=v.get("request_id", ""),
