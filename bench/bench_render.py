@@ -61,8 +61,7 @@ from providers.local_source import cover_box, load_source  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 WIDTH, HEIGHT = 1024, 576
-FPS = local_provider.FPS.default
-FRAMES = local_provider.clip_frames(local_provider.DURATION.default, FPS)
+FRAMES, FPS = local_provider.clip_settings(local_provider.DURATION.default, local_provider.FPS.default)
 SEED, CFG, MOTION = 2024, 1.8, 127
 SHARP_MOTION, SHARP_SEEDS = 200, (1, 2)  # seed 1 zooms in, seed 2 zooms out
 BIG = (4000, 2250)

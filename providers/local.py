@@ -120,7 +120,7 @@ class LocalProvider(Provider):
                 error_detail=f"{type(exc).__name__}: {exc}; handle={provider_job_id[:200]!r}",
             )
 
-        frames = clip_frames(duration, fps)
+        frames, fps = clip_settings(duration, fps)
         try:
             views = camera_path(*size, seed=seed, cfg_scale=cfg_scale, motion_bucket_id=motion, frames=frames)
         except ValueError as exc:
@@ -174,18 +174,24 @@ def _bad_parameters(exc: ValueError) -> PollState:
     )
 
 
-def clip_frames(duration: float, fps: int) -> int:
-    """Frames in a clip of ``duration`` seconds at ``fps``; ``LOCAL_FRAMES`` in
-    Django settings, when set, overrides it (demos and tests of long renders)."""
-    override = 0
+def clip_settings(duration: float, fps: int) -> tuple[int, int]:
+    """Frames and frame rate of a clip of ``duration`` seconds at ``fps``.
+
+    ``LOCAL_FRAMES`` in Django settings, when set, overrides both: exactly that
+    many frames at ``LOCAL_FPS`` (demos and tests of long or short renders).
+    """
+    override, override_fps = 0, 12
     try:
         from django.conf import settings
         from django.core.exceptions import ImproperlyConfigured
 
         try:
             override = int(getattr(settings, "LOCAL_FRAMES", 0) or 0)
+            override_fps = int(getattr(settings, "LOCAL_FPS", 12) or 12)
         except ImproperlyConfigured:
             override = 0
     except ImportError:
         pass
-    return max(2, override) if override > 0 else max(2, round(duration * fps))
+    if override > 0:
+        return max(2, override), override_fps
+    return max(2, round(duration * fps)), fps
