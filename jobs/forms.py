@@ -126,7 +126,27 @@ def default_provider() -> str:
     return available[0] if available else settings.DEFAULT_PROVIDER
 
 
-class CreateJobForm(forms.Form):
+def _parameter_field(param: Param) -> forms.Field:
+    # No range here: providers may differ, and validate_parameters gives the
+    # chosen provider's range in its message.
+    common = {"required": False, "label": param.title, "help_text": param.meaning}
+    if param.kind == "choice":
+        return forms.TypedChoiceField(choices=[(str(c), str(c)) for c in param.choices], **common)
+    if param.kind == "int":
+        return forms.IntegerField(**common)
+    return forms.FloatField(**common)
+
+
+# A base for the create form: one field per provider parameter (duration, fps...),
+# from the declarations, so they are among CreateJobForm.base_fields.
+ProviderParameterFields = type(
+    "ProviderParameterFields",
+    (forms.Form,),
+    {name: _parameter_field(declared[0][1]) for name, declared in declared_parameters().items()},
+)
+
+
+class CreateJobForm(ProviderParameterFields):
     image = forms.FileField(
         label="Photo",
         help_text=f"JPEG or PNG, {settings.MAX_UPLOAD_BYTES / (1024 * 1024):g} MB at most.",
@@ -170,10 +190,11 @@ class CreateJobForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["provider"].initial = default_provider()
-        # One control per provider parameter (duration, fps...), read from the
-        # declarations; ranges are the chosen provider's, checked in clean().
+        # Ranges are the chosen provider's, checked in clean(); a provider
+        # registered after this module was loaded gets its controls here.
         for name, declared in declared_parameters().items():
-            self.fields[name] = _parameter_field(declared[0][1])
+            if name not in self.fields:
+                self.fields[name] = _parameter_field(declared[0][1])
 
     @property
     def parameter_controls(self) -> list[ParameterControl]:
@@ -226,17 +247,6 @@ class CreateJobForm(forms.Form):
         except JobInputError as exc:
             self.add_error(exc.field if exc.field in self.fields else None, exc.message)
         return data
-
-
-def _parameter_field(param: Param) -> forms.Field:
-    # No range here: providers may differ, and validate_parameters gives the
-    # chosen provider's range in its message.
-    common = {"required": False, "label": param.title, "help_text": param.meaning}
-    if param.kind == "choice":
-        return forms.TypedChoiceField(choices=[(str(c), str(c)) for c in param.choices], **common)
-    if param.kind == "int":
-        return forms.IntegerField(**common)
-    return forms.FloatField(**common)
 
 
 class HistoryFilterForm(forms.Form):

@@ -20,6 +20,7 @@ from django.urls import reverse
 
 from jobs import actions, pipeline
 from jobs.creation import JobInputError, validate_parameters
+from jobs.forms import CreateJobForm
 from jobs.models import Job
 from providers import registry
 from providers.local import LocalProvider
@@ -304,3 +305,12 @@ def test_a_job_whose_stored_frame_rate_is_out_of_range_fails_with_a_reason_inste
     job.refresh_from_db()
     assert (job.status, job.error_code) == (Job.FAILED, "bad_parameters")
     assert job.error_message == "This job's settings cannot be rendered: fps must be from 12 to 30 fps; got 99."
+
+
+@pytest.mark.django_db
+def test_a_form_filled_in_from_a_job_shows_its_duration_and_fps():
+    # What "run again with changes" does: initial values from the job, by field name.
+    form = CreateJobForm(initial={"provider": "local", "duration": 3.0, "fps": 30})
+
+    assert {"duration", "fps"} <= set(CreateJobForm.base_fields)
+    assert {control.name: control.value for control in form.parameter_controls} == {"duration": 3.0, "fps": 30}
