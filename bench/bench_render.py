@@ -1,17 +1,21 @@
-"""Local renderer vs the ffmpeg command line's ``zoompan`` filter: time and smoothness.
+"""Local renderer vs the ffmpeg command line's ``zoompan`` filter: time, smoothness, sharpness.
 
 Run from the repository root (no Django needed)::
 
     .venv/bin/python bench/bench_render.py [--reps 5]
 
-Both make the same clip: 1024x576, 25 frames at 12 fps, H.264 yuv420p with the
-same CRF and preset, zooming to the same final zoom. Ours is the local
-provider's default clip (motion 127, cfg 1.8, seed 2024, which zooms in
-towards a focus point); zoompan zooms linearly about the centre.
+Both make the same clip: 1024x576, the local provider's default duration and
+frame rate (5 s at 24 fps, 120 frames), H.264 yuv420p with the same encoder
+settings (CRF, preset, the same number of x264 frame threads), zooming to the
+same final zoom. Ours is the local provider's default clip (motion 127, cfg
+1.8, seed 2024, which zooms in towards a focus point); zoompan zooms linearly
+about the centre.
 
 Time: median wall-clock seconds of ``--reps`` renders of a photo-like
 textured image (ours in-process through ``render_clip``, poster included;
-zoompan as a subprocess, as it would be run).
+zoompan as a subprocess, as it would be run), interleaved, with the CPU
+seconds each used beside them (on a shared machine the wall clock also
+measures the neighbours).
 
 Smoothness: a grid of soft spots is rendered by both, decoded, and every
 spot that stays in view is tracked to sub-pixel precision (intensity-weighted
@@ -21,13 +25,21 @@ far the decoded spots stray from where the camera should put them, in
 pixels, after removing one constant offset per renderer (a pixel-centre
 convention is invisible): the RMS and worst deviation from the path, and the
 RMS and worst error of each frame-to-frame step (what the eye sees as
-judder). Encoding alone costs a few hundredths of a pixel. Output files land
-in bench/out/.
+judder). Encoding alone costs a few hundredths of a pixel.
+
+Sharpness: a 4000x2250 JPEG with fine detail (thin outlines, small text),
+animated at motion 200 (a 1.28x zoom) the way the local provider does it
+(sampling the original, decoded at the size the move needs), against the
+same clip sampled from the 1024x576 normalised frame (what the provider did
+before): Laplacian variance of the luma of the decoded first and last frame
+(and the softest frame), and the ratio last/first. Output files land in
+bench/out/.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import shlex
 import statistics
 import subprocess
@@ -38,17 +50,21 @@ from pathlib import Path
 import av
 import imageio_ffmpeg
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from providers.local_render import CRF, PRESET, camera_path, render_clip  # noqa: E402
+from providers import local as local_provider  # noqa: E402
+from providers.local_render import CRF, ENCODER_THREADS, PRESET, camera_path, render_clip  # noqa: E402
+from providers.local_source import cover_box, load_source  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 WIDTH, HEIGHT = 1024, 576
-FPS, FRAMES = 12, 25
+FRAMES, FPS = local_provider.clip_settings(local_provider.DURATION.default, local_provider.FPS.default)
 SEED, CFG, MOTION = 2024, 1.8, 127
+SHARP_MOTION, SHARP_SEEDS = 200, (1, 2)  # seed 1 zooms in, seed 2 zooms out
+BIG = (4000, 2250)
 SPOT_SIGMA = 5.0
 WINDOW = 18  # half-width of the centroid window, px
 
@@ -127,12 +143,18 @@ def zoompan_command(image: Path, video: Path) -> list[str]:
         *("-v", "error", "-y", "-loop", "1", "-i", str(image)),
         *("-vf", zoompan, "-frames:v", str(FRAMES)),
         *("-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-pix_fmt", "yuv420p"),
+        *("-threads", str(ENCODER_THREADS)),
         *("-movflags", "+faststart", str(video)),
     ]
 
 
-def render_ours(image: Image.Image, video: Path) -> float:
-    started = time.perf_counter()
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def render_ours(image: Image.Image, video: Path) -> tuple[float, float]:
+    started, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
     render_clip(
         image,
         seed=SEED,
@@ -143,13 +165,98 @@ def render_ours(image: Image.Image, video: Path) -> float:
         fps=FPS,
         frames=FRAMES,
     )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_seconds(resource.RUSAGE_SELF) - cpu
 
 
-def render_zoompan(image_png: Path, video: Path) -> float:
-    started = time.perf_counter()
+def render_zoompan(image_png: Path, video: Path) -> tuple[float, float]:
+    started, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_CHILDREN)
     subprocess.run(zoompan_command(image_png, video), check=True)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
+
+
+def detailed_photo() -> Image.Image:
+    """A large photo-like picture with detail finer than the 1024x576 frame can hold."""
+    width, height = BIG
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    background = np.stack(
+        [90 + 60 * np.sin(x / 300), 110 + 50 * np.cos(y / 250), 140 + 40 * np.sin((x + y) / 400)], axis=-1
+    )
+    image = Image.fromarray(np.clip(background + rng.normal(0, 3, (height, width, 3)), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=22)
+    for i in range(1500):
+        cx, cy, r = int(rng.integers(0, width)), int(rng.integers(0, height)), int(rng.integers(8, 60))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if i % 4 == 0:
+            draw.rectangle([cx - r, cy - r // 2, cx + r, cy + r // 2], outline=colour, width=2)
+        elif i % 4 == 1:
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=colour, width=3)
+        elif i % 4 == 2:
+            draw.line([cx - r, cy, cx + r, cy + int(rng.integers(-r, r))], fill=colour, width=2)
+        else:
+            draw.text((cx, cy), "SALE 50%", fill=colour, font=font)
+    return image
+
+
+def laplacian_variance(luma: np.ndarray) -> float:
+    """Sharpness: the variance of the 4-neighbour Laplacian (falls as an image blurs)."""
+    g = luma.astype(np.float64)
+    return float((g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]).var())
+
+
+def render_ours_from_upload(original: Path, normalised: Path, video: Path) -> tuple[float, float]:
+    """Ours as the local provider runs it on an upload: the original decoded at the size the move needs."""
+    started, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
+    views = camera_path(WIDTH, HEIGHT, seed=SEED, cfg_scale=CFG, motion_bucket_id=MOTION, frames=FRAMES)
+    source = load_source(normalised, original, (WIDTH, HEIGHT), max(view.zoom(WIDTH) for view in views))
+    render_clip(
+        source.image,
+        box=source.box,
+        size=(WIDTH, HEIGHT),
+        seed=SEED,
+        cfg_scale=CFG,
+        motion_bucket_id=MOTION,
+        video_path=video,
+        poster_path=video.with_suffix(".jpg"),
+        fps=FPS,
+        frames=FRAMES,
+    )
+    return time.perf_counter() - started, cpu_seconds(resource.RUSAGE_SELF) - cpu
+
+
+def sharpness(original: Path, normalised: Path, *, use_original: bool, seed: int) -> dict[str, float]:
+    views = camera_path(WIDTH, HEIGHT, seed=seed, cfg_scale=CFG, motion_bucket_id=SHARP_MOTION, frames=FRAMES)
+    zoom = max(view.zoom(WIDTH) for view in views)
+    started = time.perf_counter()
+    source = load_source(normalised, original if use_original else None, (WIDTH, HEIGHT), zoom)
+    video = OUT / f"sharp_{'original' if use_original else 'normalised'}_{seed}.mp4"
+    render_clip(
+        source.image,
+        box=source.box,
+        size=(WIDTH, HEIGHT),
+        seed=seed,
+        cfg_scale=CFG,
+        motion_bucket_id=SHARP_MOTION,
+        video_path=video,
+        poster_path=video.with_suffix(".jpg"),
+        fps=FPS,
+        frames=FRAMES,
+    )
+    seconds = time.perf_counter() - started
+    with av.open(str(video)) as container:
+        lumas = [frame.to_ndarray(format="gray") for frame in container.decode(video=0)]
+    Image.fromarray(lumas[0]).save(video.with_name(video.stem + "_first.png"))
+    Image.fromarray(lumas[-1]).save(video.with_name(video.stem + "_last.png"))
+    figures = [laplacian_variance(luma) for luma in lumas]
+    return {
+        "zoom_in": views[0].width > views[-1].width,
+        "first": figures[0],
+        "last": figures[-1],
+        "softest": min(figures),
+        "ratio": figures[-1] / figures[0],
+        "seconds": seconds,
+    }
 
 
 def decode(path: Path) -> list[np.ndarray]:
@@ -210,10 +317,11 @@ def main() -> None:
     photo = photo_like()
     photo_png = OUT / "photo.png"
     photo.save(photo_png)
-    ours_times, zoompan_times = [], []
+    ours_runs, zoompan_runs = [], []
     for _ in range(args.reps):  # interleaved, so load on the machine hits both alike
-        ours_times.append(render_ours(photo, OUT / "ours_photo.mp4"))
-        zoompan_times.append(render_zoompan(photo_png, OUT / "zoompan_photo.mp4"))
+        ours_runs.append(render_ours(photo, OUT / "ours_photo.mp4"))
+        zoompan_runs.append(render_zoompan(photo_png, OUT / "zoompan_photo.mp4"))
+    ours_times, zoompan_times = [run[0] for run in ours_runs], [run[0] for run in zoompan_runs]
 
     spots, centres = spot_grid()
     spots_png = OUT / "spots.png"
@@ -223,8 +331,34 @@ def main() -> None:
     ours_smooth = smoothness(OUT / "ours_spots.mp4", ours_paths(centres))
     zoompan_smooth = smoothness(OUT / "zoompan_spots.mp4", zoompan_paths(centres))
 
+    big = detailed_photo()
+    big_jpeg, big_normalised = OUT / "detailed.jpg", OUT / "detailed_1024x576.png"
+    big.save(big_jpeg, quality=92)
+    # The normalised frame as the intake makes it: cover crop, Lanczos.
+    big.resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS, box=cover_box(*BIG, (WIDTH, HEIGHT)), reducing_gap=3.0).save(
+        big_normalised
+    )
+    upload_runs = []
+    for _ in range(max(1, args.reps // 2)):
+        upload_runs.append(
+            (
+                render_ours_from_upload(big_jpeg, big_normalised, OUT / "ours_upload.mp4"),
+                render_zoompan(big_jpeg, OUT / "zoompan_upload.mp4"),
+            )
+        )
+    sharp = {
+        (use, seed): sharpness(big_jpeg, big_normalised, use_original=use, seed=seed)
+        for seed in SHARP_SEEDS
+        for use in (False, True)
+    }
+
     ours_median, zoompan_median = statistics.median(ours_times), statistics.median(zoompan_times)
-    print(f"clip: {WIDTH}x{HEIGHT}, {FRAMES} frames at {FPS} fps, libx264 crf {CRF} preset {PRESET}")
+    ours_cpu = statistics.median(run[1] for run in ours_runs)
+    zoompan_cpu = statistics.median(run[1] for run in zoompan_runs)
+    print(
+        f"clip: {WIDTH}x{HEIGHT}, {FRAMES} frames at {FPS} fps, libx264 crf {CRF} preset {PRESET}, "
+        f"{ENCODER_THREADS} encoder thread(s)"
+    )
     print(f"ours: motion {MOTION}, cfg {CFG}, seed {SEED}; zoompan: linear centre zoom to {final_zoom():.4f}x")
     command = [_short(part) for part in zoompan_command(photo_png, OUT / "zoompan_photo.mp4")]
     # Double quotes read better than shlex's escaping; the filter has no $ or ".
@@ -233,6 +367,7 @@ def main() -> None:
     print(f"reps: {args.reps}")
     print(f"time ours    median {ours_median:.3f} s  (all: {', '.join(f'{t:.3f}' for t in ours_times)})")
     print(f"time zoompan median {zoompan_median:.3f} s  (all: {', '.join(f'{t:.3f}' for t in zoompan_times)})")
+    print(f"cpu  ours    median {ours_cpu:.3f} s   cpu zoompan median {zoompan_cpu:.3f} s")
     print(f"ratio ours/zoompan {ours_median / zoompan_median:.2f}")
     print("smoothness: decoded spot positions vs the intended camera path (px)")
     for name, figures in (("ours", ours_smooth), ("zoompan", zoompan_smooth)):
@@ -240,6 +375,28 @@ def main() -> None:
             f"  {name:8s} spots {figures['spots']:2d}  path deviation rms {figures['rms']:.3f} max {figures['max']:.3f}"
             f"  step error rms {figures['step_rms']:.3f} max {figures['step_max']:.3f}"
             f"  (constant offset {figures['offset']:.3f}, removed)"
+        )
+    ours_upload = statistics.median(run[0][0] for run in upload_runs)
+    zoompan_upload = statistics.median(run[1][0] for run in upload_runs)
+    print(
+        f"from a {BIG[0]}x{BIG[1]} JPEG as uploaded (ours: the original decoded at the size the move needs; "
+        f"zoompan: the same command on the JPEG), {len(upload_runs)} reps:"
+    )
+    print(
+        f"  time ours median {ours_upload:.3f} s (cpu {statistics.median(run[0][1] for run in upload_runs):.3f})"
+        f"  zoompan median {zoompan_upload:.3f} s (cpu {statistics.median(run[1][1] for run in upload_runs):.3f})"
+        f"  ratio {ours_upload / zoompan_upload:.2f}"
+    )
+    print(
+        f"sharpness: {BIG[0]}x{BIG[1]} JPEG, motion {SHARP_MOTION}, Laplacian variance of the decoded luma "
+        "(higher is sharper)"
+    )
+    for (use, seed), figures in sharp.items():
+        name = "original  " if use else "normalised"
+        direction = "zooms in " if figures["zoom_in"] else "zooms out"
+        print(
+            f"  from the {name} seed {seed} ({direction}): first {figures['first']:6.1f}  last {figures['last']:6.1f}"
+            f"  softest {figures['softest']:6.1f}  last/first {figures['ratio']:.2f}  ({figures['seconds']:.2f} s)"
         )
 
 

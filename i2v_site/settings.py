@@ -342,8 +342,13 @@ SPECTACULAR_SETTINGS = {
 
 # --- Providers --------------------------------------------------------------
 
+# The local provider's clip length and frame rate are each job's `duration` and
+# `fps` parameters (providers/local.py: default 5 s at 24 fps). For demos and tests
+# of long (or short) renders only: when LOCAL_FRAMES is set, every local clip is
+# exactly LOCAL_FRAMES frames at LOCAL_FPS frames per second, whatever the job
+# asked. 0 (the default) follows the job.
+LOCAL_FRAMES = env_int("LOCAL_FRAMES", 0, minimum=0)
 LOCAL_FPS = env_int("LOCAL_FPS", 12, minimum=1)
-LOCAL_FRAMES = env_int("LOCAL_FRAMES", 25, minimum=14)
 
 STABILITY_API_KEY = env_str("STABILITY_API_KEY", "")
 STABILITY_BASE_URL = env_url("STABILITY_BASE_URL", "https://api.stability.ai")

@@ -102,6 +102,7 @@ def retry_job(job: Job, *, by=None) -> Job:
             seed=job.seed,
             cfg_scale=job.cfg_scale,
             motion_bucket_id=job.motion_bucket_id,
+            extra_params=job.extra_params,
             prompt=job.prompt,
             negative_prompt=job.negative_prompt,
             request_id=job.request_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -16,7 +16,7 @@ from jobs import ledger
 from jobs.intake import ImageRejected, NormalizedImage, normalize_image
 from jobs.models import Job, JobEvent, Upload
 from jobs.tasks import enqueue_advance
-from providers.base import ParamRange
+from providers.params import CFG_SCALE, MOTION_BUCKET_ID, ParamError, by_name, format_number, specific
 from providers.registry import UnknownProvider, cost_of, provider_class
 
 
@@ -63,8 +63,7 @@ def create_upload(*, owner, source: bytes | BinaryIO, filename: str = "", framin
 
 
 def format_bound(value: float) -> str:
-    # Whole bounds in full: ":g" would print the seed's 4294967294 as 4.29497e+09.
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    return format_number(value)
 
 
 def parse_number(field: str, value, low: float, high: float, *, integer: bool, label: str | None = None):
@@ -86,16 +85,19 @@ def parse_number(field: str, value, low: float, high: float, *, integer: bool, l
     return number
 
 
-def _in_range(field: str, value, allowed: ParamRange, *, integer: bool):
-    """``value`` checked against a provider's range; its default when not given."""
-    given = allowed.default if value in (None, "") else value
-    return parse_number(field, given, allowed.minimum, allowed.maximum, integer=integer)
-
-
 def validate_parameters(
-    *, provider: str, seed=None, cfg_scale=None, motion_bucket_id=None, model: str | None = None
+    *,
+    provider: str,
+    seed=None,
+    cfg_scale=None,
+    motion_bucket_id=None,
+    model: str | None = None,
+    extra_params: Mapping | None = None,
 ) -> dict:
-    """Check parameters against the provider's ranges, filling defaults."""
+    """Check parameters against the provider's declaration (``Provider.parameters``),
+    filling defaults. The common ones come back under their own names, the
+    provider's own under ``extra_params``; a value for a parameter the provider
+    does not take is refused, naming the ones it does."""
     try:
         cls = provider_class(provider)
     except UnknownProvider as exc:
@@ -106,12 +108,29 @@ def validate_parameters(
         model = cls.models[0]
     elif model not in cls.models:
         raise JobInputError("model", f"Unknown model {model!r} for {provider}; choose one of {', '.join(cls.models)}.")
+    declared = by_name(cls.parameters)
+    given = {name: value for name, value in (extra_params or {}).items() if value not in (None, "")}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise JobInputError(
+            unknown[0],
+            f"{unknown[0]} is not a parameter of the {provider} provider; it takes {', '.join(declared)}.",
+            "unknown_parameter",
+        )
+    common = {"seed": seed, "cfg_scale": cfg_scale, "motion_bucket_id": motion_bucket_id}
+    values = {}
+    for param in cls.parameters:
+        try:
+            values[param.name] = param.parse(common[param.name] if param.name in common else given.get(param.name))
+        except ParamError as exc:
+            raise JobInputError(exc.name, exc.message, exc.code) from None
     return {
         "provider": provider,
         "model": model,
-        "seed": parse_number("seed", 0 if seed in (None, "") else seed, 0, cls.seed_max, integer=True),
-        "cfg_scale": _in_range("cfg_scale", cfg_scale, cls.cfg_scale, integer=False),
-        "motion_bucket_id": _in_range("motion_bucket_id", motion_bucket_id, cls.motion_bucket_id, integer=True),
+        "seed": values.get("seed", 0),
+        "cfg_scale": values.get("cfg_scale", CFG_SCALE.default),
+        "motion_bucket_id": values.get("motion_bucket_id", MOTION_BUCKET_ID.default),
+        "extra_params": {param.name: values[param.name] for param in specific(cls.parameters)},
     }
 
 
@@ -124,6 +143,7 @@ def create_job(
     seed=None,
     cfg_scale=None,
     motion_bucket_id=None,
+    extra_params: Mapping | None = None,
     prompt: str = "",
     negative_prompt: str = "",
     request_id: str = "",
@@ -134,6 +154,9 @@ def create_job(
     ``ledger.InsufficientCredits`` when the owner cannot pay; either way
     nothing is created or spent.
 
+    ``extra_params`` are values of the provider's own parameters by name
+    (the local provider's ``duration`` and ``fps``, say).
+
     ``enqueue=False`` leaves driving the job to the caller (the terminal
     command runs the pipeline in its own process).
     """
@@ -143,6 +166,7 @@ def create_job(
         seed=seed,
         cfg_scale=cfg_scale,
         motion_bucket_id=motion_bucket_id,
+        extra_params=extra_params,
     )
     now = timezone.now()
     with transaction.atomic():
@@ -172,7 +196,14 @@ def create_job(
 
 
 def check_job_affordable(
-    *, owner, provider: str | None = None, model: str | None = None, seed=None, cfg_scale=None, motion_bucket_id=None
+    *,
+    owner,
+    provider: str | None = None,
+    model: str | None = None,
+    seed=None,
+    cfg_scale=None,
+    motion_bucket_id=None,
+    extra_params: Mapping | None = None,
 ) -> None:
     """The checks a job can fail before its image is read: the provider, the
     parameters and the owner's balance. Decoding a large image takes a second
@@ -187,6 +218,7 @@ def check_job_affordable(
         seed=seed,
         cfg_scale=cfg_scale,
         motion_bucket_id=motion_bucket_id,
+        extra_params=extra_params,
     )
     cost = cost_of(params["provider"])
     balance = ledger.balance_of(owner)
@@ -213,7 +245,10 @@ def create_job_from_image(
     """
     check_job_affordable(
         owner=owner,
-        **{name: job_fields.get(name) for name in ("provider", "model", "seed", "cfg_scale", "motion_bucket_id")},
+        **{
+            name: job_fields.get(name)
+            for name in ("provider", "model", "seed", "cfg_scale", "motion_bucket_id", "extra_params")
+        },
     )
     upload = create_upload(owner=owner, source=source, filename=filename, framing=framing)
     try:

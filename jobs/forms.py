@@ -12,9 +12,9 @@ from jobs.creation import JobInputError, validate_parameters
 from jobs.intake import FRAMINGS
 from jobs.models import Job
 from providers.base import Provider
-from providers.registry import PROVIDERS, cost_of, provider_class
+from providers.params import CFG_SCALE, MOTION_BUCKET_ID, SEED_MAX, Param, format_number, specific
+from providers.registry import PROVIDERS, cost_of, declared_parameters, provider_class
 
-SEED_MAX = 4294967294
 FRAMING_LABELS = {"landscape": "Landscape", "portrait": "Portrait", "square": "Square"}
 
 
@@ -28,6 +28,7 @@ class ProviderOption:
     available: bool
     models: tuple[str, ...]
     needs_prompt: bool
+    parameters: tuple[Param, ...] = ()  # its own, beyond the common ones
 
     @property
     def cost_label(self) -> str:
@@ -40,7 +41,59 @@ class ProviderOption:
             "available": self.available,
             "models": list(self.models),
             "needs_prompt": self.needs_prompt,
+            "parameters": [control_data(param) for param in self.parameters],
         }
+
+
+def control_data(param: Param) -> dict:
+    """What the page's script needs to set a control up for ``param``."""
+    return {
+        "name": param.name,
+        "type": param.kind,
+        "label": param.title,
+        "meaning": param.meaning,
+        "minimum": param.minimum,
+        "maximum": param.maximum,
+        "step": param.step or (1 if param.kind == "int" else 0.1),
+        "default": param.default,
+        "choices": list(param.choices),
+        "unit": param.unit,
+    }
+
+
+@dataclass(frozen=True)
+class ParameterControl:
+    """One provider parameter's control on the create page, set up for the
+    chosen provider (``param`` is None when that provider does not take it:
+    the control is then hidden and disabled)."""
+
+    field: forms.BoundField
+    param: Param | None
+
+    @property
+    def name(self) -> str:
+        return self.field.name
+
+    @property
+    def value(self):
+        given = self.field.value()
+        if given not in (None, ""):
+            return given
+        return self.param.default if self.param else ""
+
+    @property
+    def low(self) -> str:
+        return format_number(self.param.minimum) if self.param and self.param.minimum is not None else ""
+
+    @property
+    def high(self) -> str:
+        return format_number(self.param.maximum) if self.param and self.param.maximum is not None else ""
+
+    @property
+    def step(self) -> str:
+        if not self.param:
+            return "1"
+        return format_number(self.param.step or (1 if self.param.kind == "int" else 0.1))
 
 
 def provider_options() -> list[ProviderOption]:
@@ -56,6 +109,7 @@ def provider_options() -> list[ProviderOption]:
                 available=cls.is_enabled(),
                 models=tuple(cls.models),
                 needs_prompt=cls.needs_prompt,
+                parameters=specific(cls.parameters),
             )
         )
     return options
@@ -72,7 +126,27 @@ def default_provider() -> str:
     return available[0] if available else settings.DEFAULT_PROVIDER
 
 
-class CreateJobForm(forms.Form):
+def _parameter_field(param: Param) -> forms.Field:
+    # No range here: providers may differ, and validate_parameters gives the
+    # chosen provider's range in its message.
+    common = {"required": False, "label": param.title, "help_text": param.meaning}
+    if param.kind == "choice":
+        return forms.TypedChoiceField(choices=[(str(c), str(c)) for c in param.choices], **common)
+    if param.kind == "int":
+        return forms.IntegerField(**common)
+    return forms.FloatField(**common)
+
+
+# A base for the create form: one field per provider parameter (duration, fps...),
+# from the declarations, so they are among CreateJobForm.base_fields.
+ProviderParameterFields = type(
+    "ProviderParameterFields",
+    (forms.Form,),
+    {name: _parameter_field(declared[0][1]) for name, declared in declared_parameters().items()},
+)
+
+
+class CreateJobForm(ProviderParameterFields):
     image = forms.FileField(
         label="Photo",
         help_text=f"JPEG or PNG, {settings.MAX_UPLOAD_BYTES / (1024 * 1024):g} MB at most.",
@@ -86,19 +160,18 @@ class CreateJobForm(forms.Form):
     provider = forms.ChoiceField(choices=[(name, name) for name in PROVIDERS])
     model = forms.CharField(required=False, max_length=128)
     motion_bucket_id = forms.IntegerField(
-        label="Motion",
-        min_value=1,
-        max_value=255,
-        initial=127,
-        help_text="How far the camera moves: 1 is almost still, 255 is a big, sweeping move.",
+        label=MOTION_BUCKET_ID.title,
+        min_value=MOTION_BUCKET_ID.minimum,
+        max_value=MOTION_BUCKET_ID.maximum,
+        initial=MOTION_BUCKET_ID.default,
+        help_text=MOTION_BUCKET_ID.meaning,
     )
     cfg_scale = forms.FloatField(
-        label="Fidelity (cfg_scale)",
-        min_value=0,
-        max_value=10,
-        initial=1.8,
-        help_text="How closely the video keeps to your photo: low lets it drift, high keeps it faithful "
-        "(about 2 suits most photos).",
+        label=CFG_SCALE.title,
+        min_value=CFG_SCALE.minimum,
+        max_value=CFG_SCALE.maximum,
+        initial=CFG_SCALE.default,
+        help_text=CFG_SCALE.meaning,
     )
     seed_mode = forms.ChoiceField(choices=[("random", "Random"), ("fixed", "Fixed")], required=False)
     seed = forms.IntegerField(
@@ -120,6 +193,20 @@ class CreateJobForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["provider"].initial = default_provider()
+        # Ranges are the chosen provider's, checked in clean(); a provider
+        # registered after this module was loaded gets its controls here.
+        for name, declared in declared_parameters().items():
+            if name not in self.fields:
+                self.fields[name] = _parameter_field(declared[0][1])
+
+    @property
+    def parameter_controls(self) -> list[ParameterControl]:
+        chosen = self["provider"].value()
+        try:
+            own = {param.name: param for param in specific(provider_class(chosen).parameters)}
+        except LookupError:
+            own = {}
+        return [ParameterControl(self[name], own.get(name)) for name in declared_parameters()]
 
     @property
     def seed_mode_value(self) -> str:
@@ -140,7 +227,12 @@ class CreateJobForm(forms.Form):
             data["seed"] = 0
         elif not data.get("seed") and "seed" not in self.errors:
             self.add_error("seed", f"Enter a seed from 1 to {SEED_MAX}, or choose Random.")
-        params = ("provider", "model", "seed", "cfg_scale", "motion_bucket_id")
+        own = (
+            [param.name for param in specific(provider_class(data["provider"]).parameters)]
+            if "provider" in data
+            else []
+        )
+        params = ("provider", "model", "seed", "cfg_scale", "motion_bucket_id", *own)
         if any(name in self.errors for name in params):
             return data
         try:
@@ -151,6 +243,8 @@ class CreateJobForm(forms.Form):
                     seed=data.get("seed"),
                     cfg_scale=data.get("cfg_scale"),
                     motion_bucket_id=data.get("motion_bucket_id"),
+                    # Only the chosen provider's: controls of the others are not its business.
+                    extra_params={name: data.get(name) for name in own},
                 )
             )
         except JobInputError as exc:

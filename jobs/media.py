@@ -43,6 +43,25 @@ def local_input(job: Job) -> Path:
     return path
 
 
+def local_original(job: Job) -> Path | None:
+    """The upload as it was sent, as a local file beside the input frame
+    (storage may be remote); None when it is gone: the frame is then enough."""
+    if not job.upload.original:
+        return None
+    suffix = Path(job.upload.original.name).suffix.lower() or ".img"
+    path = work_dir(job) / f"original{suffix}"
+    if not path.exists():
+        partial = path.with_name(path.name + ".part")
+        try:
+            with job.upload.original.open("rb") as source, partial.open("wb") as target:
+                shutil.copyfileobj(source, target)
+        except FileNotFoundError:
+            partial.unlink(missing_ok=True)
+            return None
+        partial.replace(path)
+    return path
+
+
 def probe_video(path: Path) -> VideoInfo:
     """Decode every frame: a file that only looks like an MP4 is caught here."""
     try:

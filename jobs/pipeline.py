@@ -239,6 +239,7 @@ def step_submit(job: Job) -> Next:
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
         extra=dict(job.extra_params),
+        source_path=media.local_original(job) if provider.uses_original else None,
     )
     try:
         provider_job_id = provider.submit(request)

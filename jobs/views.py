@@ -224,6 +224,7 @@ def home(request: HttpRequest) -> HttpResponse:
             seed=data["seed"],
             cfg_scale=data["cfg_scale"],
             motion_bucket_id=data["motion_bucket_id"],
+            extra_params=data["extra_params"],
             prompt=data["prompt"],
             negative_prompt=data["negative_prompt"],
         )
@@ -412,6 +413,7 @@ def rerun(job: Job, *, new_seed: bool, by) -> Job:
         seed=0 if new_seed else (job.seed_used or job.seed),
         cfg_scale=job.cfg_scale,
         motion_bucket_id=job.motion_bucket_id,
+        extra_params=job.extra_params,
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
     )

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from providers.params import COMMON, SEED_MAX, Param
+
 # The three framings every provider in this product accepts (Stability's list).
 SIZES: tuple[tuple[int, int], ...] = ((1024, 576), (576, 1024), (768, 768))
 
@@ -53,19 +55,17 @@ class ProviderError(Exception):
 
 
 @dataclass(frozen=True)
-class ParamRange:
-    minimum: float
-    maximum: float
-    default: float
-
-
-@dataclass(frozen=True)
 class GenerationRequest:
     """What a provider needs to start one generation.
 
     ``image_path`` is the normalised image (already fitted to ``width`` x
     ``height``, one of ``SIZES``). ``seed`` is never 0 here: the pipeline picks
     the seed before submitting so the seed used is known and stored.
+    ``source_path`` is the image as uploaded, given only to providers that
+    ask for it (``uses_original``): a camera move that zooms in can take the
+    pixels the normalised frame no longer has. ``extra`` holds the values of
+    the provider's own parameters (``Provider.parameters`` beyond the common
+    ones), already checked.
     """
 
     job_id: str
@@ -78,6 +78,7 @@ class GenerationRequest:
     prompt: str = ""
     negative_prompt: str = ""
     extra: dict = field(default_factory=dict)
+    source_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -124,15 +125,18 @@ class Provider(ABC):
     supports_webhook: ClassVar[bool] = False
     needs_prompt: ClassVar[bool] = False
     sizes: ClassVar[tuple[tuple[int, int], ...]] = SIZES
-    cfg_scale: ClassVar[ParamRange] = ParamRange(0.0, 10.0, 1.8)
-    motion_bucket_id: ClassVar[ParamRange] = ParamRange(1, 255, 127)
-    seed_max: ClassVar[int] = 4294967294
+    # What the provider takes, declared once (see providers/params.py): the
+    # common settings first, then its own.
+    parameters: ClassVar[tuple[Param, ...]] = COMMON
+    seed_max: ClassVar[int] = SEED_MAX
     cost: ClassVar[int] = 1
     # The least time between two polls of one job, in seconds.
     min_poll_interval: ClassVar[float] = 0.0
     # Whether poll() does the work itself (renders on this machine) rather than
     # asking a remote service: such polls are long and never batched.
     renders_inline: ClassVar[bool] = False
+    # Whether submit() wants the upload's original file (GenerationRequest.source_path).
+    uses_original: ClassVar[bool] = False
 
     @classmethod
     def is_enabled(cls) -> bool:

@@ -8,6 +8,7 @@ from importlib import import_module
 from django.conf import settings
 
 from providers.base import Provider
+from providers.params import Param, specific
 
 # Dotted paths, imported on first use so an unused provider costs nothing.
 PROVIDERS: dict[str, str] = {
@@ -43,3 +44,14 @@ def cost_of(name: str) -> int:
     """Credits for one successful job; settings may override the registry."""
     override = settings.PROVIDER_COSTS.get(name)
     return int(override) if override not in (None, "") else provider_class(name).cost
+
+
+def declared_parameters() -> dict[str, list[tuple[str, Param]]]:
+    """Every provider's own parameters (beyond the common ones) by name, each
+    with the providers that declare it: what the API's create fields and the
+    dashboard's controls are made from."""
+    found: dict[str, list[tuple[str, Param]]] = {}
+    for name in PROVIDERS:
+        for param in specific(provider_class(name).parameters):
+            found.setdefault(param.name, []).append((name, param))
+    return found

@@ -29,12 +29,12 @@ from providers import http
 from providers.base import (
     SIZES,
     GenerationRequest,
-    ParamRange,
     PollContext,
     PollState,
     Provider,
     ProviderError,
 )
+from providers.params import COMMON
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,8 @@ class StabilityProvider(Provider):
     supports_webhook = False
     needs_prompt = False
     sizes = SIZES
-    cfg_scale = ParamRange(0, 10, 1.8)
-    motion_bucket_id = ParamRange(1, 255, 127)
-    seed_max = 4294967294
+    # Stability's own ranges and defaults are the common ones (providers/params.py).
+    parameters = COMMON
     cost = 20
     min_poll_interval = _PollFloor()  # type: ignore[assignment]
 

@@ -82,13 +82,18 @@ def test_every_known_field_is_still_accepted():
 
 
 def test_a_field_declared_on_the_serializer_later_is_accepted_without_other_changes():
-    class WithDuration(JobCreateJsonInput):
-        duration = serializers.FloatField(required=False)
+    class WithLoop(JobCreateJsonInput):
+        loop = serializers.IntegerField(required=False)
 
-    body = {"image_url": "https://example.com/a.jpg", "duration": 4}
-    assert WithDuration(data=body).is_valid(), WithDuration(data=body).errors
+    body = {"image_url": "https://example.com/a.jpg", "loop": 4}
+    assert WithLoop(data=body).is_valid(), WithLoop(data=body).errors
     refused = JobCreateJsonInput(data=body)
-    assert not refused.is_valid() and list(refused.errors) == ["duration"]
+    assert not refused.is_valid() and list(refused.errors) == ["loop"]
+
+
+def test_a_providers_declared_parameter_is_a_known_field():
+    body = {"image_url": "https://example.com/a.jpg", "duration": 4, "fps": 30}
+    assert JobCreateJsonInput(data=body).is_valid(), JobCreateJsonInput(data=body).errors
 
 
 def test_a_refused_create_leaves_its_idempotency_key_free_for_the_corrected_request():

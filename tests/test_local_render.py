@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from providers.base import SIZES, GenerationRequest, PollContext, ProviderError
 from providers.local import LocalProvider
-from providers.local_render import camera_path, excursion, render_clip, render_planes, to_planes
+from providers.local_render import build_levels, camera_path, excursion, render_clip, render_planes
 
 SHORT = 14  # the fewest frames a clip may have; enough for every assertion but one
 
@@ -41,7 +41,7 @@ def blob_image(width: int = 1024, height: int = 576) -> Image.Image:
 
 
 def render(tmp_path: Path, image: Image.Image, name: str = "clip", **params) -> tuple[Path, Path]:
-    params = {"seed": 42, "cfg_scale": 1.8, "motion_bucket_id": 127, "frames": SHORT, **params}
+    params = {"seed": 42, "cfg_scale": 1.8, "motion_bucket_id": 127, "frames": SHORT, "fps": 12, **params}
     video, poster = tmp_path / f"{name}.mp4", tmp_path / f"{name}.jpg"
     render_clip(image, video_path=video, poster_path=poster, **params)
     return video, poster
@@ -71,21 +71,21 @@ def test_video_is_h264_yuv420p_at_exactly_the_image_size(tmp_path, width, height
     assert all((frame.width, frame.height) == (width, height) for frame in frames)
 
 
-def test_default_clip_is_25_frames_at_12_fps_with_the_index_at_the_front(tmp_path):
+def test_default_clip_is_5_seconds_at_24_fps_with_the_index_at_the_front(tmp_path):
     video, poster = tmp_path / "default.mp4", tmp_path / "default.jpg"
 
     result = render_clip(
         textured_image(), seed=7, cfg_scale=1.8, motion_bucket_id=127, video_path=video, poster_path=poster
     )
 
-    assert (result.frames, result.fps, result.width, result.height) == (25, 12, 1024, 576)
-    assert result.duration == pytest.approx(25 / 12)
+    assert (result.frames, result.fps, result.width, result.height) == (120, 24, 1024, 576)
+    assert result.duration == pytest.approx(5.0)
     assert result.bytes == video.stat().st_size > 0
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
-        assert stream.average_rate == 12
-        assert container.duration / 1_000_000 == pytest.approx(25 / 12, abs=0.01)
-        assert len(list(container.decode(video=0))) == 25
+        assert stream.average_rate == 24
+        assert container.duration / 1_000_000 == pytest.approx(5.0, abs=0.01)
+        assert len(list(container.decode(video=0))) == 120
     head = video.read_bytes()
     assert head.index(b"moov") < head.index(b"mdat"), "faststart: a browser can play before the download ends"
 
@@ -182,7 +182,8 @@ def planned_track(views, width: int = 1024, height: int = 576) -> np.ndarray:
 
 def test_frames_follow_the_camera_path_to_a_fiftieth_of_a_pixel():
     views = camera_path(1024, 576, seed=8, cfg_scale=0.0, motion_bucket_id=255, frames=25)
-    frames = [np.asarray(luma) for luma, _, _ in render_planes(to_planes(blob_image()), views)]
+    levels = build_levels(blob_image(), (0.0, 0.0, 1024.0, 576.0), (1024, 576), 1.4)
+    frames = [frame.to_ndarray()[:576] for frame in render_planes(levels, views, 1024, 576)]
 
     error = np.hypot(*(spot_track(frames) - planned_track(views)).T)
 
@@ -277,7 +278,6 @@ def request_for(image_path: Path, **overrides) -> GenerationRequest:
 
 def test_local_provider_submit_then_poll_writes_a_playable_video(tmp_path, settings):
     settings.LOCAL_FRAMES = SHORT
-    settings.LOCAL_FPS = 12
     image_path = tmp_path / "input.png"
     textured_image().save(image_path)
     provider = LocalProvider()

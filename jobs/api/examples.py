@@ -12,6 +12,7 @@ from drf_spectacular.utils import OpenApiExample
 
 from jobs.api import serializers
 from jobs.api.errors import error_body
+from providers.local import LocalProvider
 
 ORIGIN = "https://i2v.example.com"
 JOB_ID = "3f6c2a8e-9b1d-4e57-a0c4-7d2e5b9f1a36"
@@ -109,6 +110,8 @@ QUEUED_JOB = {
         "negative_prompt": "",
         "width": 1024,
         "height": 576,
+        "duration": 5.0,
+        "fps": 24,
     },
     "seed_used": None,
     "cost": 1,
@@ -314,11 +317,7 @@ PROVIDERS_LIST = operation(
             "models": ["camera-motion"],
             "default_model": "camera-motion",
             "sizes": ["1024x576", "576x1024", "768x768"],
-            "parameters": {
-                "seed": {"minimum": 0.0, "maximum": 4294967294.0, "default": 0.0},
-                "cfg_scale": {"minimum": 0.0, "maximum": 10.0, "default": 1.8},
-                "motion_bucket_id": {"minimum": 1.0, "maximum": 255.0, "default": 127.0},
-            },
+            "parameters": {param.name: param.describe() for param in LocalProvider.parameters},
             "cost": 1,
             "min_poll_interval": 0.0,
             "capabilities": {"supports_cancel": False, "supports_webhook": False, "needs_prompt": False},

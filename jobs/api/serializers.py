@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from jobs import links
 from jobs.actions import can_cancel
+from jobs.api.parameters import PROVIDER_PARAMETERS, ParameterOutput, ProviderParameterFields
 from jobs.creation import format_bound
 from jobs.intake import FRAMINGS
 from jobs.models import ApiKey, Job, JobEvent, LedgerEntry
@@ -106,7 +107,7 @@ def _range(name: str, low: float, high: float) -> dict:
     return {"min_value": low, "max_value": high, "error_messages": {"min_value": message, "max_value": message}}
 
 
-class JobCreateJsonInput(StrictInput):
+class JobCreateJsonInput(StrictInput, ProviderParameterFields):
     """A job from JSON: the image comes as `image_url` or `data_uri`."""
 
     # A plain string: the safe fetcher checks it and says precisely what is wrong.
@@ -168,7 +169,9 @@ class PageQuery(serializers.Serializer):
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100)
 
 
-class ParametersOutput(serializers.Serializer):
+class ParametersOutput(ProviderParameterFields):
+    """The job's parameters: the common ones, then the provider's own it was made with."""
+
     seed = serializers.IntegerField()
     cfg_scale = serializers.FloatField()
     motion_bucket_id = serializers.IntegerField()
@@ -250,6 +253,7 @@ class JobOutput(serializers.ModelSerializer):
             "negative_prompt": job.negative_prompt,
             "width": job.width,
             "height": job.height,
+            **{name: value for name, value in job.extra_params.items() if name in PROVIDER_PARAMETERS},
         }
 
     @extend_schema_field(VideoInfoOutput(allow_null=True))
@@ -279,18 +283,6 @@ class JobDetailOutput(JobOutput):
         fields = [*JobOutput.Meta.fields, "timeline"]
 
 
-class RangeOutput(serializers.Serializer):
-    minimum = serializers.FloatField()
-    maximum = serializers.FloatField()
-    default = serializers.FloatField()
-
-
-class ProviderParametersOutput(serializers.Serializer):
-    seed = RangeOutput()
-    cfg_scale = RangeOutput()
-    motion_bucket_id = RangeOutput()
-
-
 class ProviderCapabilitiesOutput(serializers.Serializer):
     supports_cancel = serializers.BooleanField()
     supports_webhook = serializers.BooleanField()
@@ -303,7 +295,11 @@ class ProviderOutput(serializers.Serializer):
     models = serializers.ListField(child=serializers.CharField())
     default_model = serializers.CharField()
     sizes = serializers.ListField(child=serializers.CharField())
-    parameters = ProviderParametersOutput()
+    parameters = serializers.DictField(
+        child=ParameterOutput(),
+        help_text="What the provider takes, by the name a create request gives it: seed, cfg_scale and "
+        "motion_bucket_id for every provider, then its own (the local provider's duration and fps).",
+    )
     cost = serializers.IntegerField(help_text="Credits charged per successful video.")
     min_poll_interval = serializers.FloatField(help_text="Seconds between polls of the provider.")
     capabilities = ProviderCapabilitiesOutput()

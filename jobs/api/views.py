@@ -21,6 +21,7 @@ from jobs.api import examples as ex
 from jobs.api import serializers as s
 from jobs.api.errors import error_body
 from jobs.api.idempotency import binder, idempotent
+from jobs.api.parameters import provider_parameter_values
 from jobs.api.parsers import JSONParser
 from jobs.apikeys import create_api_key, revoke_api_key
 from jobs.creation import check_job_affordable, create_job_from_image
@@ -140,6 +141,7 @@ class JobListCreate(APIView):
             "seed": v.get("seed"),
             "cfg_scale": v.get("cfg_scale"),
             "motion_bucket_id": v.get("motion_bucket_id"),
+            "extra_params": provider_parameter_values(v),
         }
         check_job_affordable(owner=request.user, **job_fields)  # before an image is fetched or decoded
         if v.get("image"):
@@ -286,11 +288,7 @@ class ProviderList(APIView):
                     "models": list(cls.models),
                     "default_model": cls.models[0],
                     "sizes": [f"{w}x{h}" for w, h in cls.sizes],
-                    "parameters": {
-                        "seed": {"minimum": 0, "maximum": cls.seed_max, "default": 0},
-                        "cfg_scale": vars_of(cls.cfg_scale),
-                        "motion_bucket_id": vars_of(cls.motion_bucket_id),
-                    },
+                    "parameters": {param.name: param.describe() for param in cls.parameters},
                     "cost": cost_of(cls.name),
                     "min_poll_interval": float(provider.min_poll_interval),
                     "capabilities": {
@@ -301,10 +299,6 @@ class ProviderList(APIView):
                 }
             )
         return Response(s.ProviderOutput(rows, many=True).data)
-
-
-def vars_of(param) -> dict:
-    return {"minimum": param.minimum, "maximum": param.maximum, "default": param.default}
 
 
 class CreditBalance(APIView):

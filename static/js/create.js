@@ -35,6 +35,49 @@
     input.addEventListener("input", function () { output.textContent = Number(input.value).toFixed(slider[2]); });
   });
 
+  // --- the provider's own parameters (duration, fps...): one control each, set
+  // up from the chosen provider's declaration (range, default, meaning) ---
+  function decimals(step) {
+    var text = String(step);
+    return text.indexOf(".") < 0 ? 0 : text.length - text.indexOf(".") - 1;
+  }
+
+  function showValue(box) {
+    var input = box.querySelector("input[type=range]"), output = box.querySelector("output");
+    if (!input || !output) return;
+    var unit = output.dataset.unit;
+    output.textContent = Number(input.value).toFixed(decimals(input.step || 1)) + (unit ? " " + unit : "");
+  }
+
+  function setParameters(p) {
+    var own = {};
+    (p.parameters || []).forEach(function (param) { own[param.name] = param; });
+    Array.prototype.forEach.call(form.querySelectorAll(".provider-param"), function (box) {
+      var param = own[box.dataset.param];
+      var control = box.querySelector("input, select");
+      box.hidden = !param;
+      control.disabled = !param;  // a disabled control is not sent
+      if (!param) return;
+      box.querySelector(".param-label").textContent = param.label;
+      box.querySelector(".param-meaning").textContent = param.meaning;
+      if (control.type !== "range") return;
+      var unit = param.unit ? " " + param.unit : "";
+      var value = Number(control.value);
+      control.min = param.minimum;
+      control.max = param.maximum;
+      control.step = param.step;
+      if (control.value === "" || value < param.minimum || value > param.maximum) control.value = param.default;
+      box.querySelector(".param-low").textContent = param.minimum + unit;
+      box.querySelector(".param-high").textContent = param.maximum + unit;
+      box.querySelector("output").dataset.unit = param.unit;
+      showValue(box);
+    });
+  }
+
+  Array.prototype.forEach.call(form.querySelectorAll(".provider-param input[type=range]"), function (input) {
+    input.addEventListener("input", function () { showValue(input.closest(".provider-param")); });
+  });
+
   // --- the photo ---
   function megabytes(n) { return (n / 1048576).toFixed(1).replace(/\.0$/, "") + " MB"; }
 
@@ -182,6 +225,7 @@
     select.textContent = "";
     p.models.forEach(function (m) { select.appendChild(new Option(m, m)); });
     $("prompt-fields").hidden = !p.needs_prompt;
+    setParameters(p);
     $("cost-now").textContent = p.cost + " credit" + (p.cost === 1 ? "" : "s");
     showError("provider-error", creditProblem());
   }

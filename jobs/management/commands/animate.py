@@ -19,6 +19,7 @@ from django.utils import timezone
 from jobs import ledger, media, pipeline
 from jobs.creation import JobInputError, create_job_from_image
 from jobs.models import Job
+from providers.registry import declared_parameters
 
 CLI_USER = "cli"
 
@@ -58,6 +59,17 @@ class Command(BaseCommand):
         parser.add_argument("--provider", default=None, help=f"Default: {settings.DEFAULT_PROVIDER}.")
         parser.add_argument("--framing", default=None, help="landscape, portrait or square (default: nearest).")
         parser.add_argument("--user", default=CLI_USER, help="Owner of the job (created if missing).")
+        # The providers' own parameters (--duration, --fps...), from their declarations.
+        for name, declared in declared_parameters().items():
+            first = declared[0][1]
+            spans = "; ".join(f"{provider}: {param.span}, default {param.default}" for provider, param in declared)
+            parser.add_argument(
+                f"--{name.replace('_', '-')}",
+                dest=name,
+                type={"int": int, "float": float}.get(first.kind, str),
+                default=None,
+                help=f"{first.meaning} ({spans})",
+            )
 
     def handle(self, *args, **opts):
         image: Path = opts["image"]
@@ -77,6 +89,7 @@ class Command(BaseCommand):
                     seed=opts["seed"],
                     cfg_scale=opts["cfg_scale"],
                     motion_bucket_id=opts["motion"],
+                    extra_params={name: opts[name] for name in declared_parameters() if opts[name] is not None},
                     enqueue=False,
                 )
         except JobInputError as exc:
