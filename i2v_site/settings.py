@@ -286,6 +286,10 @@ def _cache_config() -> dict:
 
 
 CACHES = {"default": _cache_config()}
+# The install's public address (https://i2v.example.com). Providers that fetch the
+# image by URL (Pika, Kling) get signed links under it; callbacks carry absolute
+# links under it. Empty: such providers can use only jobs made from an image URL.
+PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "")
 # Seconds a signed link to a video or poster keeps working.
 RESULT_LINK_SECONDS = env_int("RESULT_LINK_SECONDS", 3600, minimum=60)
 # Seconds an Idempotency-Key is remembered.

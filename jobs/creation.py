@@ -12,7 +12,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from jobs import ledger
+from jobs import ledger, links
 from jobs.intake import ImageRejected, NormalizedImage, normalize_image
 from jobs.models import Job, JobEvent, Upload
 from jobs.tasks import enqueue_advance
@@ -30,7 +30,9 @@ class JobInputError(ValueError):
         self.code = code
 
 
-def create_upload(*, owner, source: bytes | BinaryIO, filename: str = "", framing: str | None = None) -> Upload:
+def create_upload(
+    *, owner, source: bytes | BinaryIO, filename: str = "", framing: str | None = None, source_url: str = ""
+) -> Upload:
     """Check and normalise an image, and store both versions."""
     try:
         image: NormalizedImage = normalize_image(source, framing=framing)
@@ -46,6 +48,7 @@ def create_upload(*, owner, source: bytes | BinaryIO, filename: str = "", framin
     upload = Upload(
         owner=owner,
         original_name=(filename or "")[:255],
+        source_url=source_url,
         format=image.format,
         size_bytes=image.size_bytes,
         sha256=image.sha256,
@@ -168,6 +171,14 @@ def create_job(
         motion_bucket_id=motion_bucket_id,
         extra_params=extra_params,
     )
+    if provider_class(params["provider"]).needs_image_url and not links.provider_image_url(upload):
+        label = provider_class(params["provider"]).label or params["provider"]
+        raise JobInputError(
+            "provider",
+            f"{label} fetches the image by URL, and this server has no public address: give the image as "
+            "image_url, or ask the operator to set PUBLIC_BASE_URL.",
+            "needs_public_url",
+        )
     now = timezone.now()
     with transaction.atomic():
         job = Job.objects.create(
@@ -232,6 +243,7 @@ def create_job_from_image(
     source: bytes | BinaryIO,
     filename: str = "",
     framing: str | None = None,
+    source_url: str = "",
     on_created: Callable[[Job], None] | None = None,
     **job_fields,
 ) -> Job:
@@ -250,7 +262,7 @@ def create_job_from_image(
             for name in ("provider", "model", "seed", "cfg_scale", "motion_bucket_id", "extra_params")
         },
     )
-    upload = create_upload(owner=owner, source=source, filename=filename, framing=framing)
+    upload = create_upload(owner=owner, source=source, filename=filename, framing=framing, source_url=source_url)
     try:
         with transaction.atomic():
             job = create_job(owner=owner, upload=upload, **job_fields)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core import signing
+from django.urls import reverse
 
 SALT = "i2v.result-link"
+IMAGE = "public-image"  # the kind of an upload's normalised image
 
 
 def sign(object_id, kind: str) -> str:
@@ -24,3 +26,20 @@ def check(object_id, kind: str, token: str) -> bool:
     except signing.BadSignature:
         return False
     return value == f"{object_id}:{kind}"
+
+
+def public_image_url(upload) -> str:
+    """An absolute, expiring link to ``upload``'s normalised image under
+    ``PUBLIC_BASE_URL``, for a provider that fetches its input by URL; "" when
+    the install has no public address."""
+    if not settings.PUBLIC_BASE_URL:
+        return ""
+    path = reverse("public-image", args=[upload.pk])
+    return f"{settings.PUBLIC_BASE_URL}{path}?token={sign(upload.pk, IMAGE)}"
+
+
+def provider_image_url(upload) -> str:
+    """The URL a provider should fetch ``upload`` from: our signed link to the
+    normalised frame when the install is public, else the URL the image came
+    from (as the original I2V API passed it), else ""."""
+    return public_image_url(upload) or upload.source_url

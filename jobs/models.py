@@ -17,6 +17,9 @@ class Upload(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
     original = models.FileField(upload_to="uploads/original/%Y/%m/%d/")
     original_name = models.CharField(max_length=255, blank=True)
+    # The public URL the image was fetched from, when it came from one: a
+    # provider that takes images by URL may be given it as the original did.
+    source_url = models.URLField(max_length=2048, blank=True)
     # Detected from content, never from the name: "JPEG" or "PNG".
     format = models.CharField(max_length=8)
     size_bytes = models.PositiveIntegerField()

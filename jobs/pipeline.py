@@ -35,7 +35,7 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from jobs import ledger, media
+from jobs import ledger, links, media
 from jobs.models import Job, JobEvent
 from providers.base import GenerationRequest, PollContext, PollState, ProviderError
 from providers.registry import get_provider
@@ -240,6 +240,7 @@ def step_submit(job: Job) -> Next:
         negative_prompt=job.negative_prompt,
         extra=dict(job.extra_params),
         source_path=media.local_original(job) if provider.uses_original else None,
+        image_url=links.provider_image_url(job.upload) if provider.needs_image_url else "",
     )
     try:
         provider_job_id = provider.submit(request)

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from jobs import staff_files, views, views_account
+from jobs import public_files, staff_files, views, views_account
 
 urlpatterns = [
     path("", views.root, name="home"),
@@ -23,4 +23,6 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/rerun", views.job_rerun, name="job-rerun"),
     # Files for the admin: signed links that open only for staff (jobs.staff_files).
     path("staff/files/<str:kind>/<uuid:pk>", staff_files.staff_file, name="staff-file"),
+    # A job's input image for providers that fetch it by URL (jobs.public_files).
+    path("files/images/<uuid:upload_id>.png", public_files.public_image, name="public-image"),
 ]

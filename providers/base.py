@@ -79,6 +79,9 @@ class GenerationRequest:
     negative_prompt: str = ""
     extra: dict = field(default_factory=dict)
     source_path: Path | None = None
+    # A URL the provider can fetch the image from (a signed link under
+    # PUBLIC_BASE_URL, else the URL the image came from), or "" when there is none.
+    image_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ class Provider(ABC):
     renders_inline: ClassVar[bool] = False
     # Whether submit() wants the upload's original file (GenerationRequest.source_path).
     uses_original: ClassVar[bool] = False
+    # Whether the provider fetches the image itself, by URL (GenerationRequest.image_url).
+    needs_image_url: ClassVar[bool] = False
 
     @classmethod
     def is_enabled(cls) -> bool:

@@ -67,6 +67,10 @@ def test_an_image_url_on_an_allowed_server_makes_a_job(image_server, settings):
     assert response.status_code == 201, response.json()
     assert response.json()["parameters"]["width"] == 768
     assert image_server.hits == ["/photo.png"]
+    # Kept, so a provider that fetches images by URL can be given it.
+    assert (
+        Job.objects.get(pk=response.json()["id"]).upload.source_url == f"http://127.0.0.1:{image_server.port}/photo.png"
+    )
 
 
 @pytest.mark.parametrize(

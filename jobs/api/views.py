@@ -144,10 +144,12 @@ class JobListCreate(APIView):
             "extra_params": provider_parameter_values(v),
         }
         check_job_affordable(owner=request.user, **job_fields)  # before an image is fetched or decoded
+        source_url = ""
         if v.get("image"):
             source, filename = v["image"], v["image"].name
         elif v.get("image_url"):
             source, filename = fetch_image_url(v["image_url"]), v["image_url"].rsplit("/", 1)[-1]
+            source_url = v["image_url"]
         else:
             source, filename = read_data_uri(v["data_uri"]), "data-uri"
         job = create_job_from_image(
@@ -155,6 +157,7 @@ class JobListCreate(APIView):
             source=source,
             filename=filename,
             framing=v.get("framing"),
+            source_url=source_url,
             prompt=v.get("prompt", ""),
             negative_prompt=v.get("negative_prompt", ""),
             request_id=v.get("request_id", ""),
