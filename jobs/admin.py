@@ -37,6 +37,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import smart_split, unescape_string_literal
 
 from jobs import actions, ledger
@@ -45,7 +46,7 @@ from jobs.creation import JobInputError
 from jobs.models import CreditAccount, Job, JobEvent, LedgerEntry, Upload
 from jobs.queue_position import queue_position
 from jobs.staff_files import staff_file_url
-from providers.registry import PROVIDERS, provider_class
+from providers.registry import PROVIDERS, provider_class, provider_settings
 
 User = get_user_model()
 
@@ -367,7 +368,7 @@ class JobAdmin(ReadOnly, BigTableAdmin):
                     "size",
                     "prompt",
                     "negative_prompt",
-                    "extra_params",
+                    "provider_settings",
                     "cost",
                 )
             },
@@ -434,6 +435,13 @@ class JobAdmin(ReadOnly, BigTableAdmin):
     @admin.display(description="progress")
     def progress_pct(self, obj):
         return f"{obj.progress:.0%}"
+
+    @admin.display(description="provider's own settings")
+    def provider_settings(self, obj):
+        rows = provider_settings(obj)
+        if not rows:
+            return "—"
+        return format_html_join(mark_safe("<br>"), "{}: {}", rows)
 
     @admin.display(description="position in queue")
     def place_in_queue(self, obj):

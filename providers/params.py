@@ -163,3 +163,17 @@ def by_name(params: Iterable[Param]) -> dict[str, Param]:
 def specific(params: Iterable[Param]) -> tuple[Param, ...]:
     """The parameters that are not common ones (they go in ``Job.extra_params``)."""
     return tuple(param for param in params if param.name not in COMMON_NAMES)
+
+
+def shown_values(params: Iterable[Param], values: dict) -> list[tuple[str, str]]:
+    """``values`` of a provider's own parameters as people read them, in the
+    order the provider declares them: ``[("Duration", "5 s"), ...]``. What the
+    job page and the admin show; values no longer declared are left out."""
+    rows = []
+    for param in specific(params):
+        if param.name not in values:
+            continue
+        value = values[param.name]
+        text = format_number(value) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+        rows.append((param.title, f"{text} {param.unit}" if param.unit else text))
+    return rows

@@ -8,7 +8,7 @@ from importlib import import_module
 from django.conf import settings
 
 from providers.base import Provider
-from providers.params import Param, specific
+from providers.params import Param, shown_values, specific
 
 # Dotted paths, imported on first use so an unused provider costs nothing.
 PROVIDERS: dict[str, str] = {
@@ -55,3 +55,13 @@ def declared_parameters() -> dict[str, list[tuple[str, Param]]]:
         for param in specific(provider_class(name).parameters):
             found.setdefault(param.name, []).append((name, param))
     return found
+
+
+def provider_settings(job) -> list[tuple[str, str]]:
+    """The job's values of its provider's own parameters, labelled from the
+    provider's declaration (``[("Duration", "5 s"), ...]``)."""
+    try:
+        declared = provider_class(job.provider).parameters
+    except UnknownProvider:
+        return []
+    return shown_values(declared, job.extra_params or {})
