@@ -197,3 +197,50 @@ def test_root_answers_the_originals_api_information_for_json_clients(client):
     body = client.get("/", HTTP_ACCEPT="application/json").json()
     assert body["endpoints"]["i2v"] == "/api/v1/i2v"
     assert body["message"] and body["endpoints"]["jobs"] == "/api/v1/jobs"
+
+
+# --- the documented examples are real answers ------------------------------------------------
+
+
+def documented_examples() -> dict[tuple[str, str], object]:
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    operation = schema["paths"]["/api/v1/i2v"]["post"]
+    return {
+        (status, example["summary"]): example["value"]
+        for status, response in operation["responses"].items()
+        for example in response["content"]["application/json"]["examples"].values()
+    }
+
+
+def test_the_documented_examples_are_the_bodies_the_endpoint_really_answers(images, settings):
+    examples = documented_examples()
+    client = key_client()
+    url = f"{images.base_url}/a.png"
+    real = {
+        ("200", "Started"): post(client, {"image_id": url}, "your-request-id"),
+        ("400", "Not http"): post(client, {"image_id": "ftp://example.com/a.png"}),
+        ("400", "Empty URL"): post(client, {"image_id": ""}),
+        ("400", "Bad request id"): post(client, {"image_id": url}, "é"),
+        ("401", "No key"): post(APIClient(), {"image_id": url}),
+        ("401", "Wrong or revoked key"): post(APIClient(), {"image_id": url}, HTTP_X_API_KEY="i2v_nope_nope"),
+        ("415", "Not JSON"): client.post("/api/v1/i2v", "x", content_type="text/plain", HTTP_X_REQUEST_ID="r"),
+        ("422", "No x request id"): post(client, {"image_id": url}, request_id=None),
+        ("422", "No image id"): post(client, {}),
+        ("422", "Not JSON"): client.post("/api/v1/i2v", "nope", content_type="application/json", HTTP_X_REQUEST_ID="r"),
+    }
+    same_shape = {
+        ("400", "Private address"): post(client, {"image_id": "http://10.0.0.5/a.png"}),
+        ("402", "Not enough credits"): post(key_client(UserFactory(credits=0)), {"image_id": url}),
+    }
+    settings.MAX_UPLOAD_BYTES = 1000
+    same_shape[("413", "Image too large")] = post(client, {"image_id": url}, "big")
+    settings.I2V_COMPAT_PROVIDER = "pika"
+    same_shape[("503", "Not available")] = post(client, {"image_id": url}, "r-503")
+    for (status, name), response in {**real, **same_shape}.items():
+        assert str(response.status_code) == status, (name, response.json())
+        example = examples[(status, name)]
+        if (status, name) in real:
+            assert response.json() == example, name
+        else:
+            assert type(response.json()["detail"]) is type(example["detail"]), name
+    assert examples[("413", "Image too large")]["detail"] == "image_id is larger than the 10 MB limit."

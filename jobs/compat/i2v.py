@@ -56,7 +56,7 @@ REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_MAX = 128
 NO_KEY_MESSAGE = "Authentication required: send your API key as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
 BAD_KEY_MESSAGE = "The API key is missing, wrong or revoked."
-BAD_REQUEST_ID_MESSAGE = f"x-request-id must be 1 to {REQUEST_ID_MAX} printable characters."
+BAD_REQUEST_ID_MESSAGE = f"x-request-id must be 1 to {REQUEST_ID_MAX} printable ASCII characters."
 PIPELINE_PROVIDER = "pika"  # with Replicate's CLIP interrogator writing its prompt
 
 
@@ -166,7 +166,8 @@ def _read(request) -> tuple[str, str]:
         image_id = data["image_id"]
     if problems:
         raise InvalidRequest(problems)
-    if not 1 <= len(request_id) <= REQUEST_ID_MAX or not request_id.isprintable():
+    # Printable ASCII: the id becomes part of the callback's URL.
+    if not 1 <= len(request_id) <= REQUEST_ID_MAX or not all(" " <= char <= "~" for char in request_id):
         raise BadRequest(BAD_REQUEST_ID_MESSAGE)
     return request_id, html.unescape(image_id).strip()
 
