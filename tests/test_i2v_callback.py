@@ -408,3 +408,38 @@ def test_a_job_without_callbacks_offers_no_resend(client):
     assert "Send the callback again" not in page and "No callbacks." in page
     response = client.post(reverse("admin:jobs_job_callback", args=[job.pk]), follow=True)
     assert "has no callback to send again" in response.content.decode()
+
+
+# --- timing (MAX_CHECK_TIME, INITIAL_WAIT_TIME) for I2V jobs ---------------------------------
+
+
+@pytest.mark.django_db
+def test_an_i2v_job_waits_initial_wait_time_and_fails_clearly_past_max_check_time(
+    receiver, settings, django_capture_on_commit_callbacks
+):
+    settings.INITIAL_WAIT_TIME = 120
+    settings.MAX_CHECK_TIME = 420
+    with ImageServer(photo_bytes(900, 600, fmt="PNG")) as images:
+        settings.SAFE_FETCH_ALLOW = (receiver.address, images.address)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = key_client().post(
+                "/api/v1/i2v",
+                json.dumps({"image_id": f"{images.base_url}/a.png"}),
+                content_type="application/json",
+                HTTP_X_REQUEST_ID="slow-one",
+            )
+    assert response.status_code == 200
+    job = Job.objects.get(request_id="slow-one")
+    assert job.status == Job.SUBMITTED
+    assert job.next_poll_at - job.submitted_at >= timedelta(seconds=119)
+
+    # The provider never finishes: once MAX_CHECK_TIME has passed, the job fails, and says why.
+    Job.objects.filter(pk=job.pk).update(
+        submitted_at=job.submitted_at - timedelta(seconds=421), next_poll_at=timezone.now()
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline.advance(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.FAILED and job.error_code == "timed_out"
+    assert job.error_message.startswith("The provider did not finish within 7 minutes")
+    assert receiver.wait_for(1)[0].body == FAILURE_BODY
