@@ -128,7 +128,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            # The ETA of a new job reads its provider's latest finished jobs (jobs.eta).
+            models.Index(fields=["provider", "-finished_at"], name="job_provider_finished"),
+        ]
 
     def __str__(self) -> str:
         return f"Job {self.id} ({self.provider}, {self.status})"
