@@ -177,10 +177,46 @@ def _base_url(request) -> str:
     return settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
 
 
-def _answer(target: CallbackTarget) -> Response:
-    response = Response(target.response_body)
-    response["Cache-Control"] = "no-store"
-    return response
+def start_request(*, owner, request_id: str, image_url: str, base_url: str) -> dict:
+    """Start the pipeline for ``image_url`` once per (owner, request id); the answer to give.
+
+    A repeat gets the first answer, whatever its body says. A repeat sent at the
+    same moment loses the unique insert of the callback target, which rolls its
+    job back, and gets the first answer too. Raises ``JobInputError`` or
+    ``InsufficientCredits`` when nothing could be started.
+    """
+    earlier = CallbackTarget.objects.filter(owner=owner, format=formats.I2V, request_id=request_id).first()
+    if earlier is not None:
+        return earlier.response_body
+    provider = i2v_provider()
+    check_job_affordable(owner=owner, provider=provider)  # before the image is fetched
+    if not image_url:
+        raise JobInputError("image_id", "image_id is empty: give the http(s) URL of a JPEG or PNG image.")
+    body = {"message": started_message(provider), "request_id": request_id}
+    source = fetch_image_url(image_url, field="image_id")
+
+    def remember(job) -> None:
+        CallbackTarget.objects.create(
+            job=job,
+            owner=owner,
+            format=formats.I2V,
+            request_id=request_id,
+            url=formats.i2v_callback_url(request_id),
+            public_base_url=base_url,
+            response_body=body,
+        )
+
+    name = urlsplit(image_url).path.rsplit("/", 1)[-1]
+    try:
+        create_job_from_image(
+            owner=owner, source=source, filename=name, provider=provider, request_id=request_id, on_created=remember
+        )
+    except IntegrityError:
+        earlier = CallbackTarget.objects.filter(owner=owner, format=formats.I2V, request_id=request_id).first()
+        if earlier is None:
+            raise
+        return earlier.response_body
+    return body
 
 
 class ImageToVideo(APIView):
@@ -193,38 +229,10 @@ class ImageToVideo(APIView):
 
     @extend_schema(exclude=True)  # documented by jobs.compat.i2v_openapi
     def post(self, request):
-        request_id, url = _read(request)
-        owner = request.user
-        earlier = CallbackTarget.objects.filter(owner=owner, format=formats.I2V, request_id=request_id).first()
-        if earlier is not None:
-            return _answer(earlier)
-        provider = i2v_provider()
-        check_job_affordable(owner=owner, provider=provider)  # before the image is fetched
-        if not url:
-            raise JobInputError("image_id", "image_id is empty: give the http(s) URL of a JPEG or PNG image.")
-        body = {"message": started_message(provider), "request_id": request_id}
-        source = fetch_image_url(url, field="image_id")
-
-        def remember(job) -> None:
-            CallbackTarget.objects.create(
-                job=job,
-                owner=owner,
-                format=formats.I2V,
-                request_id=request_id,
-                url=formats.i2v_callback_url(request_id),
-                public_base_url=_base_url(request),
-                response_body=body,
-            )
-
-        name = urlsplit(url).path.rsplit("/", 1)[-1]
-        try:
-            create_job_from_image(
-                owner=owner, source=source, filename=name, provider=provider, request_id=request_id, on_created=remember
-            )
-        except IntegrityError:
-            # The same id, sent at the same moment, made its job first: answer as it did.
-            earlier = CallbackTarget.objects.filter(owner=owner, format=formats.I2V, request_id=request_id).first()
-            if earlier is None:
-                raise
-            return _answer(earlier)
-        return _answer(CallbackTarget(response_body=body))
+        request_id, image_url = _read(request)
+        body = start_request(
+            owner=request.user, request_id=request_id, image_url=image_url, base_url=_base_url(request)
+        )
+        response = Response(body)
+        response["Cache-Control"] = "no-store"
+        return response
