@@ -68,6 +68,22 @@ def env_float(name: str, default: float, minimum: float | None = None) -> float:
     return value
 
 
+def env_seconds_list(name: str, default: list[float]) -> list[float]:
+    """A comma-separated list of seconds, each a number of at least 0."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return list(default)
+    try:
+        values = [float(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        values = [-1.0]
+    if any(not 0 <= value < float("inf") for value in values):
+        raise ImproperlyConfigured(
+            f"Environment variable {name}={raw!r} is malformed: expected seconds separated by commas, e.g. 10,60,300"
+        )
+    return values
+
+
 def env_url(name: str, default: str) -> str:
     value = env_str(name, default)
     if value:
@@ -104,6 +120,11 @@ def _local_secret_key() -> str:
 SECRET_KEY = env_str("SECRET_KEY", "") or _local_secret_key()
 ALLOWED_HOSTS = _read("ALLOWED_HOSTS", env.list, ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
+# The install's public address (https://i2v.example.com). Providers that fetch the
+# image by URL (Pika, Kling) get signed links under it, and callbacks carry
+# absolute links under it. Empty: callbacks use the host the request came in on,
+# and such providers can take only jobs made from an image URL.
+PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -286,10 +307,6 @@ def _cache_config() -> dict:
 
 
 CACHES = {"default": _cache_config()}
-# The install's public address (https://i2v.example.com). Providers that fetch the
-# image by URL (Pika, Kling) get signed links under it; callbacks carry absolute
-# links under it. Empty: such providers can use only jobs made from an image URL.
-PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "")
 # Seconds a signed link to a video or poster keeps working.
 RESULT_LINK_SECONDS = env_int("RESULT_LINK_SECONDS", 3600, minimum=60)
 # Seconds an Idempotency-Key is remembered.
@@ -341,6 +358,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "jobs.compat_openapi.add_compat_endpoints",  # the Stability-compatible endpoints, two of them plain views
+        "jobs.compat.i2v_openapi.add_i2v_endpoint",  # the I2V-compatible endpoint, in FastAPI's error shape
     ],
 }
 
@@ -366,6 +384,14 @@ REPLICATE_API_TOKEN = env_str("REPLICATE_API_TOKEN", "")
 REPLICATE_MODEL_ID = env_str("REPLICATE_MODEL_ID", "pharmapsychotic/clip-interrogator")
 GAME_API_KEY = env_str("GAME_API_KEY", "")
 CALLBACK_API_URL = env_url("CALLBACK_API_URL", "")
+# The provider behind POST /api/v1/i2v when Pika and Replicate's keys are not
+# both set (with both: CLIP interrogator, then Pika, as the original did).
+I2V_COMPAT_PROVIDER = env_str("I2V_COMPAT_PROVIDER", "local")
+# Seconds to wait before each retry of a callback that failed; one attempt
+# more than there are entries, then the delivery gives up.
+CALLBACK_RETRY_SCHEDULE = env_seconds_list("CALLBACK_RETRY_SCHEDULE", [10.0, 60.0, 300.0, 1800.0, 3600.0])
+# Seconds one callback attempt may take (connect, send, answer).
+CALLBACK_TIMEOUT = env_float("CALLBACK_TIMEOUT", 10.0, minimum=0.5)
 
 # Credits a new account starts with.
 STARTING_CREDITS = env_int("STARTING_CREDITS", 100, minimum=0)

@@ -43,9 +43,10 @@ from django.utils.text import smart_split, unescape_string_literal
 from jobs import actions, ledger
 from jobs.accounts import email_taken
 from jobs.creation import JobInputError
-from jobs.models import CreditAccount, Job, JobEvent, LedgerEntry, Upload
+from jobs.models import CallbackDelivery, CreditAccount, Job, JobEvent, LedgerEntry, Upload
 from jobs.queue_position import queue_position
 from jobs.staff_files import staff_file_url
+from jobs.webhooks import outbox
 from providers.registry import PROVIDERS, provider_class, provider_settings
 
 User = get_user_model()
@@ -328,6 +329,20 @@ class JobLedgerInline(ReadOnly, admin.TabularInline):
         return super().get_queryset(request).select_related("staff").order_by("at", "id")
 
 
+class CallbackDeliveryInline(ReadOnly, admin.TabularInline):
+    """The job's callbacks and every attempt at each, read-only (``jobs.webhooks``)."""
+
+    model = CallbackDelivery
+    verbose_name_plural = "callbacks"
+    template = "admin/jobs/job/callbacks_inline.html"
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("created_at", "url", "status", "attempts", "next_attempt_at", "body")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("attempt_log").order_by("created_at", "id")
+
+
 @admin.register(Job)
 class JobAdmin(ReadOnly, BigTableAdmin):
     list_display = (
@@ -347,7 +362,7 @@ class JobAdmin(ReadOnly, BigTableAdmin):
     search_help_text = "Job id (or its first 8 characters), request id, provider job id, username or email."
     list_select_related = ("owner",)
     raw_id_fields = ("owner", "upload")
-    inlines = [JobEventInline, JobLedgerInline]
+    inlines = [JobEventInline, JobLedgerInline, CallbackDeliveryInline]
     actions = ["retry_jobs", "cancel_jobs", "refund_jobs"]
     fieldsets = (
         (None, {"fields": ("id", "owner", "status", "progress_pct", "status_message", "place_in_queue", "request_id")}),
@@ -590,6 +605,7 @@ class JobAdmin(ReadOnly, BigTableAdmin):
             path("<path:object_id>/retry/", wrap(self.retry_view), name="jobs_job_retry"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name="jobs_job_cancel"),
             path("<path:object_id>/refund/", wrap(self.refund_view), name="jobs_job_refund"),
+            path("<path:object_id>/callback/", wrap(self.callback_view), name="jobs_job_callback"),
             *super().get_urls(),
         ]
 
@@ -626,6 +642,19 @@ class JobAdmin(ReadOnly, BigTableAdmin):
             return self._back_to(job)
         return self._refund_page(request, [job], form, from_changelist=False)
 
+    def callback_view(self, request, object_id):
+        """Send the job's callback again (the same body), or bring a pending retry forward."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        job = self._job_for(request, object_id, self.has_operate_permission)
+        try:
+            delivery = outbox.send_again(job, by=request.user)
+        except LookupError as exc:
+            self.message_user(request, f"Job {short(job.pk)}: {exc}", messages.WARNING)
+        else:
+            self.message_user(request, f"Job {short(job.pk)}: callback to {delivery.url} queued.", messages.SUCCESS)
+        return self._back_to(job)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {
             **(extra_context or {}),
@@ -638,6 +667,7 @@ class JobAdmin(ReadOnly, BigTableAdmin):
         context["can_cancel"] = obj is not None and actions.can_cancel(obj)
         context["can_retry"] = obj is not None and actions.can_retry(obj)
         context["can_refund_job"] = obj is not None and actions.can_refund(obj)
+        context["can_send_callback"] = obj is not None and obj.deliveries.exists()
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

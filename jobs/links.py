@@ -4,28 +4,49 @@ A token signs "<object id>:<kind>" with the site's secret and a timestamp, so a
 link works without credentials until ``RESULT_LINK_SECONDS`` have passed and
 opens only the one file it was made for: the kind is part of what is signed,
 so an API video link never opens a staff-only file, and the other way round.
+
+A link that must outlive that (a callback's video link, which has to work for
+the whole retention period) signs its own end instead: "<id>:<kind>:<until>",
+with ``until`` in whole seconds since the epoch. The end is part of what is
+signed, so it cannot be moved.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
+from django.utils import timezone
 
 SALT = "i2v.result-link"
 IMAGE = "public-image"  # the kind of an upload's normalised image
 
 
-def sign(object_id, kind: str) -> str:
-    return signing.TimestampSigner(salt=SALT).sign(f"{object_id}:{kind}")
+def sign(object_id, kind: str, *, until: datetime | None = None) -> str:
+    """A token for ``kind`` of ``object_id``: valid ``RESULT_LINK_SECONDS``, or until ``until``."""
+    value = f"{object_id}:{kind}"
+    if until is not None:
+        value = f"{value}:{int(until.timestamp())}"
+    return signing.TimestampSigner(salt=SALT).sign(value)
 
 
 def check(object_id, kind: str, token: str) -> bool:
+    signer = signing.TimestampSigner(salt=SALT)
     try:
-        value = signing.TimestampSigner(salt=SALT).unsign(token, max_age=settings.RESULT_LINK_SECONDS)
+        value = signer.unsign(token)
     except signing.BadSignature:
         return False
-    return value == f"{object_id}:{kind}"
+    plain = f"{object_id}:{kind}"
+    if value == plain:
+        try:
+            signer.unsign(token, max_age=settings.RESULT_LINK_SECONDS)
+        except signing.SignatureExpired:
+            return False
+        return True
+    head, _, until = value.rpartition(":")
+    return head == plain and until.isdigit() and int(until) > timezone.now().timestamp()
 
 
 def public_image_url(upload) -> str:

@@ -131,7 +131,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            # The ETA of a new job reads its provider's latest finished jobs (jobs.eta).
+            models.Index(fields=["provider", "-finished_at"], name="job_provider_finished"),
+        ]
 
     def __str__(self) -> str:
         return f"Job {self.id} ({self.provider}, {self.status})"
@@ -289,3 +293,90 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.response_status or 'in progress'})"
+
+
+class CallbackTarget(models.Model):
+    """Where a job's end is to be told, fixed when the job is created.
+
+    Created in the job's own transaction by the surface the job came in
+    through (today the I2V-compatible endpoint). Unique per (owner, format,
+    request id): the insert is the lock that makes a repeated or concurrent
+    ``x-request-id`` find the first job instead of starting another.
+    ``response_body`` is the answer the first request got, replayed as is.
+    """
+
+    FORMAT_I2V = "i2v"
+    FORMAT_CHOICES = [(FORMAT_I2V, "I2V API (G.A.M.E callback)")]
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="callback_target")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    format = models.CharField(max_length=16, choices=FORMAT_CHOICES)
+    request_id = models.CharField(max_length=128)
+    # Empty: no callback URL was configured; the job says so when it ends.
+    url = models.CharField(max_length=2048, blank=True)
+    # Links in the callback start here (PUBLIC_BASE_URL, or the request's own host).
+    public_base_url = models.CharField(max_length=512)
+    response_body = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "format", "request_id"], name="one_callback_target_per_request")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.format} callback for {self.request_id}"
+
+
+class CallbackDelivery(models.Model):
+    """One message to send: the outbox row, written with the job's final transition.
+
+    Its URL and body are fixed when it is written, so every attempt (a retry,
+    a redelivered task after a crash) sends the same bytes. ``next_attempt_at``
+    is when the sweeper should hand it to a worker; ``lease_until`` marks an
+    attempt in progress (compare-and-set, like a job's lease).
+    """
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    STATUS_CHOICES = [(PENDING, "Pending"), (DELIVERED, "Delivered"), (FAILED, "Failed (gave up)")]
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="deliveries")
+    format = models.CharField(max_length=16)
+    url = models.CharField(max_length=2048)
+    body = models.TextField(help_text="Sent byte for byte (UTF-8) on every attempt.")
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.CharField(max_length=150, blank=True, help_text="Staff who asked to send it again.")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "callback deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.format} callback for job {self.job_id} ({self.status})"
+
+
+class CallbackAttempt(models.Model):
+    """One try at sending a delivery, as it went."""
+
+    delivery = models.ForeignKey(CallbackDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    at = models.DateTimeField(default=timezone.now)
+    succeeded = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True, help_text="The first 2 KB of the answer.")
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.status_code or self.error[:40]}"

@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from jobs import ledger, links, media
 from jobs.models import Job, JobEvent
+from jobs.webhooks import outbox
 from providers.base import GenerationRequest, PollContext, PollState, ProviderError
 from providers.registry import get_provider
 
@@ -68,8 +69,9 @@ def transition(
     """Move ``job`` from its status to ``to_status`` if nobody else has.
 
     Returns False, changing nothing, when the stored status is no longer the
-    one we read. The event row, and ``then`` (the ledger's part), happen in
-    the same transaction: a crash leaves all of them undone or all done.
+    one we read. The event row, ``then`` (the ledger's part) and, for an
+    ending, the callback's outbox row happen in the same transaction: a crash
+    leaves all of them undone or all done.
     """
     from_status = from_status or job.status
     now = timezone.now()
@@ -81,6 +83,8 @@ def transition(
         JobEvent.objects.create(job=job, at=now, from_status=from_status, to_status=to_status, message=message)
         if then is not None:
             then(job)
+        if to_status in outbox.ENDINGS:
+            outbox.job_ended(job.pk, to_status)  # the callback commits with the ending, or neither does
     job.status = to_status
     for name, value in fields.items():
         if not hasattr(value, "resolve_expression"):  # an F() is only known to the database

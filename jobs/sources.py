@@ -38,6 +38,6 @@ def fetch_image_url(url: str, *, field: str = "image_url") -> bytes:
     from providers.safe_fetch import FetchRefused, fetch
 
     try:
-        return fetch(url, max_bytes=settings.MAX_UPLOAD_BYTES, deadline=20.0).content
+        return fetch(url, max_bytes=settings.MAX_UPLOAD_BYTES, deadline=20.0, field=field).content
     except FetchRefused as exc:
         raise JobInputError(field, exc.message, exc.code) from None

@@ -78,3 +78,20 @@ def enqueue_batch(job_ids: list) -> None:
 def enqueue_advance(job_id) -> None:
     """Hand the job to a worker once the current transaction has committed."""
     transaction.on_commit(lambda: async_task("jobs.tasks.advance_job", str(job_id), broker=shared_broker()))
+
+
+def deliver_callback(delivery_id: int) -> None:
+    """One attempt at a callback (``jobs.webhooks.delivery``); a database outage leaves
+    the row to its lease, and the sweeper hands it over again."""
+    from jobs.webhooks import delivery
+
+    try:
+        delivery.deliver(delivery_id)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("callback %s: database unavailable (%s); it will be tried again", delivery_id, exc)
+        connection.close()
+
+
+def enqueue_delivery(delivery_id) -> None:
+    """Hand a callback to a worker once the current transaction has committed."""
+    transaction.on_commit(lambda: async_task("jobs.tasks.deliver_callback", delivery_id, broker=shared_broker()))

@@ -66,6 +66,7 @@ API_ENDPOINTS = {
     "ledger": "/api/v1/credits/ledger",
     "keys": "/api/v1/keys",
     "stability_compatible": "/api/img2video",
+    "i2v": "/api/v1/i2v",
     "schema": "/api/schema/",
     "docs": "/docs",
     "redoc": "/redoc",
@@ -83,11 +84,12 @@ def root(request: HttpRequest) -> HttpResponse:
     if request.method == "GET" and _wants_json(request):
         return JsonResponse(
             {
+                "message": "Welcome to the I2V API: POST /api/v1/i2v turns an image into a video",
                 "name": "i2v",
                 "description": "Turns a still image into a short video.",
                 "version": "1.0.0",
                 "endpoints": API_ENDPOINTS,
-                "authentication": "Authorization: Bearer <API key>",
+                "authentication": "Authorization: Bearer <API key> (or x-api-key: <API key> on /api/v1/i2v)",
             }
         )
     return home(request)

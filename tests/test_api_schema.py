@@ -71,6 +71,14 @@ checks.positive_data_acceptance.expected-statuses = [
 checks.negative_data_rejection.expected-statuses = [
     "200", "400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx",
 ]
+
+# The I2V-compatible start: 400 for positive data, as for jobs_create (a
+# schema-valid image_id is any string, and no URL can be fetched here).
+[[operations]]
+include-operation-id = "compat_i2v_create"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "400", "401", "403", "404", "409", "413", "429", "5xx",
+]
 """
 
 # With a key: every check on every operation.

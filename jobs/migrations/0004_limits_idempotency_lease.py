@@ -5,25 +5,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0003_api_keys_idempotency'),
+        ("jobs", "0003_api_keys_idempotency"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='idempotencyrecord',
-            name='holder',
+            model_name="idempotencyrecord",
+            name="holder",
             field=models.UUIDField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='idempotencyrecord',
-            name='job',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='jobs.job'),
+            model_name="idempotencyrecord",
+            name="job",
+            field=models.ForeignKey(
+                blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="jobs.job"
+            ),
         ),
         migrations.AddField(
-            model_name='idempotencyrecord',
-            name='leased_until',
+            model_name="idempotencyrecord",
+            name="leased_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

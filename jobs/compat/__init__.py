@@ -1,0 +1,1 @@
+"""Compatibility APIs: the originals' endpoints, so their clients work unchanged."""
