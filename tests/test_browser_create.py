@@ -48,7 +48,11 @@ def sign_up(page: Page, base_url: str, username: str) -> None:
 def test_a_new_marketer_turns_a_photo_into_a_playing_video(page, live_server, cluster_factory, tmp_path):
     # Long enough (about 5 s of rendering on an idle machine) that the page's
     # one-second polls see the bar at several points, however fast the machine.
-    cluster = cluster_factory(LOCAL_FRAMES="1200", LOCAL_FPS="24")
+    # A render this long outlasts the cluster tests' short task timeout and lease on a
+    # busy machine: give it room, or the job is killed and retried until quarantined.
+    cluster = cluster_factory(
+        LOCAL_FRAMES="1200", LOCAL_FPS="24", Q_TIMEOUT="150", Q_RETRY="180", JOB_LEASE_SECONDS="200"
+    )
     cluster.start("worker")
     cluster.start("sweeper")
     photo = tmp_path / "beach.jpg"

@@ -24,7 +24,10 @@ def transitions_into(job: Job, status: str) -> int:
 
 
 def test_local_job_killed_mid_render_completes_once_after_restart(cluster_factory):
-    cluster = cluster_factory(LOCAL_FRAMES="600")  # a few seconds: time to see it mid-render
+    # A few seconds of rendering: time to see it mid-render. On a busy machine it can take
+    # longer than the cluster tests' 15 s task timeout, so this test gives the task room
+    # (the lease, which decides how soon the killed job is picked up again, stays short).
+    cluster = cluster_factory(LOCAL_FRAMES="600", Q_TIMEOUT="90", Q_RETRY="120", JOB_LEASE_SECONDS="30")
     cluster.start("worker")
     cluster.start("sweeper")
     job = make_job(UserFactory(), enqueue=True, motion_bucket_id=200)
