@@ -25,6 +25,7 @@ are retried.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,11 +102,12 @@ class _Call:
     def _seen(self, response: httpx.Response) -> None:
         self.response = response
 
-    def raw_body(self) -> str:
+    def raw_body(self, limit: int | None = 2000) -> str:
+        """The last response's body (already in memory: the client read it), cut at ``limit``."""
         if self.response is None:
             return ""
         try:
-            return self.response.read()[:2000].decode("utf-8", "replace")
+            return self.response.read()[:limit].decode("utf-8", "replace")
         except httpx.HTTPError:
             return ""
 
@@ -244,10 +246,8 @@ def cancel(prediction_id: str) -> Prediction:
 
 
 def _aborted(call: _Call) -> Prediction | None:
-    import json
-
     try:
-        body = json.loads(call.raw_body())
+        body = json.loads(call.raw_body(limit=None))
     except ValueError:
         return None
     if isinstance(body, dict) and body.get("status") == "aborted" and isinstance(body.get("id"), str):

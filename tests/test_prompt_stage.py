@@ -90,6 +90,14 @@ def test_a_job_that_needs_a_prompt_gets_one_written_by_clip_and_the_video_uses_i
     assert statuses.index(Job.DESCRIBING) < statuses.index(Job.SUBMITTED)
 
 
+def test_a_model_id_without_a_version_is_run_on_the_models_own_endpoint(replicate_fake, settings):
+    settings.REPLICATE_MODEL_ID = "pharmapsychotic/clip-interrogator"
+    job = drive(make_job(provider="prompted"))
+
+    assert job.status == Job.COMPLETED and job.prompt_source == Job.PROMPT_CLIP
+    assert len(replicate_fake.calls("POST", "/v1/models/pharmapsychotic/clip-interrogator/predictions")) == 1
+
+
 def test_with_a_public_address_clip_is_given_a_signed_link_to_the_photo(replicate_fake, settings):
     settings.PUBLIC_BASE_URL = "https://i2v.example.com"
     job = drive(make_job(provider="prompted"), until=lambda job: job.status == Job.DESCRIBING)

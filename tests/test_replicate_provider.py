@@ -3,10 +3,13 @@ against the fake Replicate (real HTTP on 127.0.0.1, the real ``replicate`` clien
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import av
 import pytest
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from django.utils import timezone
 
 from jobs import actions, ledger, pipeline
 from jobs.models import Job
@@ -138,6 +141,29 @@ def test_a_failed_video_prediction_fails_the_job_keeping_replicates_error_for_st
     assert job.status == Job.FAILED and job.error_code == "provider_failed"
     assert "not been charged" in job.error_message
     assert "CUDA out of memory" in job.error_detail
+    assert ledger.balance_of(owner) == 100
+
+
+def test_an_aborted_prediction_which_the_client_cannot_parse_still_fails_the_job_readably(replicate_fake):
+    replicate_fake.script.outcome = "aborted"
+    owner = UserFactory()
+    job = drive(make_job(owner, provider="replicate"))
+
+    assert job.status == Job.FAILED and job.error_code == "provider_failed"
+    assert "deadline exceeded" in job.error_detail
+    assert ledger.balance_of(owner) == 100
+
+
+def test_a_video_prediction_that_never_finishes_times_out_and_is_cancelled(replicate_fake, settings):
+    replicate_fake.script.outcome = "never"
+    owner = UserFactory()
+    job = drive(make_job(owner, provider="replicate"), until=lambda job: job.status == Job.RUNNING)
+    Job.objects.filter(pk=job.pk).update(submitted_at=timezone.now() - timedelta(seconds=settings.MAX_CHECK_TIME + 1))
+    job = drive(job)
+
+    assert job.status == Job.FAILED and job.error_code == "timed_out"
+    [prediction] = replicate_fake.created()
+    assert prediction.cancelled
     assert ledger.balance_of(owner) == 100
 
 

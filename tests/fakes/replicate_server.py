@@ -16,7 +16,7 @@ when the wait runs out). Auth: ``Authorization: Bearer <token>`` or ``Token``.
 
 A prediction moves ``starting`` -> ``processing`` -> its outcome as it is
 looked at: ``script.finish_after_polls`` GETs, then ``script.outcome``
-(``succeed``, ``fail``, ``empty`` output, ``never`` finishing). Text models
+(``succeed``, ``fail``, ``aborted``, ``empty`` output, ``never`` finishing). Text models
 (their name contains "clip") answer ``script.clip_text``; others a URL on this
 server serving a real MP4. ``script.fail_next(status, endpoint=...)`` answers
 the next calls of an endpoint (``create``, ``get``, ``cancel``, ``file``) with
@@ -71,7 +71,7 @@ class FakePrediction:
 @dataclass
 class ReplicateScript:
     finish_after_polls: int = 2
-    outcome: str = "succeed"  # succeed | fail | empty | never
+    outcome: str = "succeed"  # succeed | fail | aborted | empty | never
     error_text: str = "CUDA out of memory"
     clip_text: str = "a red fox sitting in the snow, by Ansel Adams, trending on artstation"
     failures: dict[str, list[tuple[int | str, float | None]]] = field(default_factory=dict)
@@ -142,6 +142,8 @@ class FakeReplicateServer:
                 return
             if self.script.outcome == "fail":
                 prediction.status, prediction.error = "failed", self.script.error_text
+            elif self.script.outcome == "aborted":  # a Cancel-After deadline passed
+                prediction.status, prediction.error = "aborted", "Prediction aborted: deadline exceeded"
             elif self.script.outcome == "empty":
                 prediction.status, prediction.output = "succeeded", ""
             else:
