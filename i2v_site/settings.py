@@ -381,7 +381,29 @@ STABILITY_POLL_INTERVAL = env_float("STABILITY_POLL_INTERVAL", 10.0, minimum=0.0
 PIKAPI_BEARER_TOKEN = env_str("PIKAPI_BEARER_TOKEN", "")
 PIKAPI_BASE_URL = env_url("PIKAPI_BASE_URL", "https://api.pikapikapika.io/web")
 REPLICATE_API_TOKEN = env_str("REPLICATE_API_TOKEN", "")
-REPLICATE_MODEL_ID = env_str("REPLICATE_MODEL_ID", "pharmapsychotic/clip-interrogator")
+# Where the `replicate` client sends its calls; tests and demos point it at a fake.
+REPLICATE_BASE_URL = env_url("REPLICATE_BASE_URL", "https://api.replicate.com")
+# The CLIP interrogator that writes a prompt for providers that need one (the
+# model and version the original I2V API used), and its two inputs.
+REPLICATE_MODEL_ID = env_str(
+    "REPLICATE_MODEL_ID",
+    "pharmapsychotic/clip-interrogator:8151e1c9f47e696fa316146a2e35812ccf79cfc9eba05b11c7f450155102af70",
+)
+CLIP_MODEL_NAME = env_str("CLIP_MODEL_NAME", "ViT-L-14/openai")
+CLIP_MODE = env_str("CLIP_MODE", "best")
+# The image-to-video model behind the `replicate` provider ("owner/name" or
+# "owner/name:version"); only models whose inputs providers/replicate.py maps work.
+REPLICATE_VIDEO_MODEL = env_str(
+    "REPLICATE_VIDEO_MODEL",
+    "stability-ai/stable-video-diffusion:3f0457e4619daac51203dedb472816fd4af51f3149fa7a9e0b5ffcf1b8172438",
+)
+# Seconds between two looks at one prediction (CLIP or video). Replicate allows
+# 3000 reads a minute per account and its own client polls every 0.5 s; 2 s keeps
+# a CLIP "fast" run (1-2 s) quick and hundreds of jobs well under the limit.
+REPLICATE_POLL_INTERVAL = env_float("REPLICATE_POLL_INTERVAL", 2.0, minimum=0.0)
+# The prompt given to a provider that needs one when the user gave none and no
+# REPLICATE_API_TOKEN is set (empty: such jobs are refused at creation).
+DEFAULT_PROMPT = env_str("DEFAULT_PROMPT", "")
 GAME_API_KEY = env_str("GAME_API_KEY", "")
 CALLBACK_API_URL = env_url("CALLBACK_API_URL", "")
 # The provider behind POST /api/v1/i2v when Pika and Replicate's keys are not

@@ -11,6 +11,7 @@ from django.db import transaction
 from jobs import ledger, pipeline
 from jobs.creation import create_job
 from jobs.models import Job, LedgerEntry
+from providers import clip
 from providers.base import ProviderError
 from providers.registry import get_provider
 
@@ -24,7 +25,9 @@ class ActionRefused(Exception):
 
 
 def _before_provider(job: Job) -> bool:
-    return job.status in (Job.QUEUED, Job.PREPARING) and not job.provider_job_id
+    # A describing job is with Replicate's CLIP, not yet with the video provider:
+    # its cancel stops the CLIP prediction (a few cents for the operator at most).
+    return job.status in (Job.QUEUED, Job.PREPARING, Job.DESCRIBING) and not job.provider_job_id
 
 
 def _provider_can_stop(job: Job) -> bool:
@@ -52,9 +55,12 @@ def cancel_job(job: Job, *, by=None) -> Job:
     if job.is_final:
         raise ActionRefused(f"This job is already {job.get_status_display().lower()}; there is nothing to cancel.")
     if _before_provider(job):
+        describing = job.status == Job.DESCRIBING
         if pipeline.transition(
             job, Job.CANCELLED, f"Cancelled{who}", next_poll_at=None, status_message="Cancelled", then=release
         ):
+            if describing and job.prompt_job_id and not job.prompt:
+                _stop_prompt_writer(job)
             return job
         return cancel_job(job, by=by)  # it moved on meanwhile: decide again
     provider = get_provider(job.provider)
@@ -80,6 +86,15 @@ def cancel_job(job: Job, *, by=None) -> Job:
     return job
 
 
+def _stop_prompt_writer(job: Job) -> None:
+    try:
+        clip.cancel(job.prompt_job_id)
+    except ProviderError as exc:
+        pipeline.note(job, f"The CLIP prediction could not be stopped: {exc.message}")
+    else:
+        pipeline.note(job, "The CLIP prediction was stopped")
+
+
 def can_retry(job: Job) -> bool:
     """Whether a retry of ``job`` as loaded would be tried, so pages offer it only then.
 
@@ -103,7 +118,9 @@ def retry_job(job: Job, *, by=None) -> Job:
             cfg_scale=job.cfg_scale,
             motion_bucket_id=job.motion_bucket_id,
             extra_params=job.extra_params,
+            # A prompt CLIP wrote is used again (no second description), and still said to be CLIP's.
             prompt=job.prompt,
+            prompt_source=job.prompt_source,
             negative_prompt=job.negative_prompt,
             request_id=job.request_id,
         )

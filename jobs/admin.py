@@ -382,6 +382,8 @@ class JobAdmin(ReadOnly, BigTableAdmin):
                     "motion_bucket_id",
                     "size",
                     "prompt",
+                    "prompt_source",
+                    "prompt_job_id",
                     "negative_prompt",
                     "provider_settings",
                     "cost",

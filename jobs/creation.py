@@ -137,6 +137,29 @@ def validate_parameters(
     }
 
 
+def plan_prompt(provider: str, prompt: str | None, source: str = "") -> tuple[str, str]:
+    """The prompt a job starts with and where it came from (``Job.prompt_source``).
+
+    A provider that needs a prompt and was given none gets one written by CLIP
+    later (a Replicate token is set: nothing yet), else ``DEFAULT_PROMPT``; with
+    neither the job is refused here, saying what to set.
+    """
+    prompt = (prompt or "").strip()
+    if prompt:
+        return prompt, source or Job.PROMPT_USER
+    cls = provider_class(provider)
+    if not cls.needs_prompt or settings.REPLICATE_API_TOKEN:
+        return "", ""
+    if settings.DEFAULT_PROMPT:
+        return settings.DEFAULT_PROMPT, Job.PROMPT_DEFAULT
+    raise JobInputError(
+        "prompt",
+        f"{cls.label or provider} needs a prompt: give one, or ask the operator to set REPLICATE_API_TOKEN "
+        "(a prompt is then written from your photo) or DEFAULT_PROMPT.",
+        "prompt_required",
+    )
+
+
 def create_job(
     *,
     owner,
@@ -148,6 +171,7 @@ def create_job(
     motion_bucket_id=None,
     extra_params: Mapping | None = None,
     prompt: str = "",
+    prompt_source: str = "",
     negative_prompt: str = "",
     request_id: str = "",
     enqueue: bool = True,
@@ -179,6 +203,7 @@ def create_job(
             "image_url, or ask the operator to set PUBLIC_BASE_URL.",
             "needs_public_url",
         )
+    prompt, prompt_source = plan_prompt(params["provider"], prompt, prompt_source)
     now = timezone.now()
     with transaction.atomic():
         job = Job.objects.create(
@@ -186,7 +211,8 @@ def create_job(
             upload=upload,
             width=upload.width,
             height=upload.height,
-            prompt=prompt or "",
+            prompt=prompt,
+            prompt_source=prompt_source,
             negative_prompt=negative_prompt or "",
             request_id=request_id or "",
             status=Job.QUEUED,
@@ -215,9 +241,10 @@ def check_job_affordable(
     cfg_scale=None,
     motion_bucket_id=None,
     extra_params: Mapping | None = None,
+    prompt: str | None = None,
 ) -> None:
     """The checks a job can fail before its image is read: the provider, the
-    parameters and the owner's balance. Decoding a large image takes a second
+    parameters, the prompt (when ``prompt`` is given) and the owner's balance. Decoding a large image takes a second
     and a few hundred MB; a request that would be refused anyway should not pay it.
 
     Raises ``JobInputError`` or ``ledger.InsufficientCredits``. The balance is
@@ -231,6 +258,8 @@ def check_job_affordable(
         motion_bucket_id=motion_bucket_id,
         extra_params=extra_params,
     )
+    if prompt is not None:
+        plan_prompt(params["provider"], prompt)
     cost = cost_of(params["provider"])
     balance = ledger.balance_of(owner)
     if balance < cost:
@@ -257,6 +286,7 @@ def create_job_from_image(
     """
     check_job_affordable(
         owner=owner,
+        prompt=job_fields.get("prompt") or "",
         **{
             name: job_fields.get(name)
             for name in ("provider", "model", "seed", "cfg_scale", "motion_bucket_id", "extra_params")

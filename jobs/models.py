@@ -55,6 +55,7 @@ class Job(models.Model):
 
     QUEUED = "queued"
     PREPARING = "preparing"
+    DESCRIBING = "describing"
     SUBMITTED = "submitted"
     RUNNING = "running"
     FINALIZING = "finalizing"
@@ -65,6 +66,7 @@ class Job(models.Model):
     STATUS_CHOICES = [
         (QUEUED, "Queued"),
         (PREPARING, "Preparing"),
+        (DESCRIBING, "Writing a prompt"),
         (SUBMITTED, "Submitted"),
         (RUNNING, "Running"),
         (FINALIZING, "Finalizing"),
@@ -74,8 +76,19 @@ class Job(models.Model):
         (EXPIRED, "Expired"),
     ]
     FINAL_STATES = frozenset({COMPLETED, FAILED, CANCELLED, EXPIRED})
-    # States in which a provider holds the job and we only poll.
-    PROVIDER_STATES = frozenset({SUBMITTED, RUNNING})
+    # States in which a remote service holds the job and we only poll (the
+    # prompt writer while describing, the video provider after that).
+    PROVIDER_STATES = frozenset({DESCRIBING, SUBMITTED, RUNNING})
+
+    # Where the prompt came from.
+    PROMPT_USER = "user"
+    PROMPT_CLIP = "clip"
+    PROMPT_DEFAULT = "default"
+    PROMPT_SOURCE_CHOICES = [
+        (PROMPT_USER, "Given by the user"),
+        (PROMPT_CLIP, "Written by CLIP from the photo"),
+        (PROMPT_DEFAULT, "DEFAULT_PROMPT (no Replicate token)"),
+    ]
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
@@ -90,6 +103,10 @@ class Job(models.Model):
     cfg_scale = models.FloatField()
     motion_bucket_id = models.PositiveSmallIntegerField()
     prompt = models.TextField(blank=True)
+    # Empty while there is no prompt (a provider that needs none, or CLIP still writing).
+    prompt_source = models.CharField(max_length=16, choices=PROMPT_SOURCE_CHOICES, blank=True)
+    # The CLIP interrogator's prediction, stored before it is waited on.
+    prompt_job_id = models.CharField(max_length=255, blank=True)
     negative_prompt = models.TextField(blank=True)
     extra_params = models.JSONField(default=dict, blank=True)
     cost = models.PositiveIntegerField(default=0, help_text="Credits held at creation, charged on success.")

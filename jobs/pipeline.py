@@ -7,12 +7,21 @@ is still working), it stores when to look again in ``next_poll_at`` and
 returns, so no worker ever sleeps on a job. The sweeper hands due jobs back to
 the queue.
 
-Why each step is safe to run twice:
+Why each step is safe to run twice (a worker killed between a remote call
+and the write that records it is the one gap left, as with any provider
+without idempotency keys: the call's answer is stored within milliseconds):
 
 * prepare picks the seed inside the same compare-and-set that leaves
   ``queued``, so a second run finds the job already preparing;
+* the prompt stage (a provider that needs a prompt, given none) starts one
+  CLIP prediction and stores its id in the compare-and-set that leaves
+  ``preparing`` for ``describing``; later steps only look at that prediction
+  (never more often than ``REPLICATE_POLL_INTERVAL``), so a redelivered step
+  polls it instead of starting another. The prompt it writes is stored before
+  the video is submitted, so a retried submit never asks CLIP again;
 * submit stores the provider's job id in the update that leaves
-  ``preparing`` and skips the provider call when an id is already stored;
+  ``preparing`` (or ``describing``) and skips the provider call when an id is
+  already stored;
 * poll only looks, and never more often than the provider's floor;
 * finalize writes files under names fixed by the job id and completes with
   a compare-and-set, so a repeat overwrites the same file and changes nothing.
@@ -38,8 +47,10 @@ from django.utils import timezone
 from jobs import ledger, links, media
 from jobs.models import Job, JobEvent
 from jobs.webhooks import outbox
+from providers import clip
 from providers.base import GenerationRequest, PollContext, PollState, ProviderError
 from providers.registry import get_provider
+from providers.replicate import image_data_uri
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +232,10 @@ def step_prepare(job: Job) -> Next:
 
 
 def step_submit(job: Job) -> Next:
+    """From ``preparing`` (or ``describing`` once the prompt is written)."""
     provider = get_provider(job.provider)
     now = timezone.now()
+    from_status = job.status
     first_poll = now + timedelta(seconds=max(settings.INITIAL_WAIT_TIME, provider.min_poll_interval))
     if job.provider_job_id:
         # Submitted before a crash: never submit again.
@@ -232,6 +245,8 @@ def step_submit(job: Job) -> Next:
     if now > job.created_at + timedelta(seconds=settings.MAX_CHECK_TIME):
         fail(job, "timed_out", _timeout_message(job), "Gave up submitting: the provider never accepted the job.")
         return Next.WAIT
+    if provider.needs_prompt and not job.prompt:
+        return _start_prompt(job)
     request = GenerationRequest(
         job_id=str(job.pk),
         image_path=media.local_input(job),
@@ -254,16 +269,122 @@ def step_submit(job: Job) -> Next:
         job,
         Job.SUBMITTED,
         f"Submitted to {provider.label or provider.name}",
-        from_status=Job.PREPARING,
+        from_status=from_status,
         provider_job_id=provider_job_id,
         submitted_at=now,
         status_message="Waiting for the provider",
         progress=0.0,
     )
     if not changed:
+        # Cancelled while we were submitting: stop the work nobody will collect.
+        _cancel_quietly(lambda: provider.cancel(provider_job_id) if provider.supports_cancel else False, job)
         return Next.WAIT
     job.next_poll_at = first_poll
     return Next.CONTINUE if first_poll <= now else Next.WAIT
+
+
+# --- The prompt stage -------------------------------------------------------------
+
+
+def _prompt_interval() -> float:
+    return max(float(settings.REPLICATE_POLL_INTERVAL), MIN_POLL_GAP)
+
+
+def _start_prompt(job: Job) -> Next:
+    """A provider that needs a prompt was given none: have CLIP write one from
+    the photo (the prediction id stored as the job leaves ``preparing``), or,
+    without a Replicate token, use ``DEFAULT_PROMPT``."""
+    if not clip.is_configured():
+        if not settings.DEFAULT_PROMPT:
+            fail(
+                job,
+                "prompt_required",
+                "This provider needs a prompt and none was given. It has not been charged; give a prompt, "
+                "or ask the operator to set REPLICATE_API_TOKEN (a prompt is then written from the photo) "
+                "or DEFAULT_PROMPT.",
+                "needs_prompt provider, no prompt, no REPLICATE_API_TOKEN, no DEFAULT_PROMPT",
+            )
+            return Next.WAIT
+        if _store_prompt(job, settings.DEFAULT_PROMPT, Job.PROMPT_DEFAULT, "Using DEFAULT_PROMPT (no Replicate token)"):
+            return step_submit(job)
+        return Next.WAIT
+    image_ref = links.provider_image_url(job.upload) or image_data_uri(media.local_input(job))
+    try:
+        prediction_id = clip.start(image_ref)
+    except ProviderError as exc:
+        return _provider_trouble(job, exc, "asking Replicate's CLIP interrogator", floor=_prompt_interval())
+    changed = transition(
+        job,
+        Job.DESCRIBING,
+        "Asked Replicate's CLIP interrogator to write a prompt from the photo",
+        from_status=Job.PREPARING,
+        prompt_job_id=prediction_id,
+        status_message="Writing a prompt from your photo",
+    )
+    if not changed:
+        _cancel_quietly(lambda: clip.cancel(prediction_id), job)
+        return Next.WAIT
+    job.next_poll_at = timezone.now() + timedelta(seconds=_prompt_interval())
+    return Next.WAIT
+
+
+def step_describe(job: Job) -> Next:
+    """Look at the CLIP prediction; once it has written the prompt, submit."""
+    if job.prompt:
+        # Written before a crash, or the video submit is being retried.
+        return step_submit(job)
+    now = timezone.now()
+    interval = _prompt_interval()
+    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < interval:
+        job.next_poll_at = job.last_polled_at + timedelta(seconds=interval)
+        return Next.WAIT
+    if now > job.created_at + timedelta(seconds=settings.MAX_CHECK_TIME):
+        _cancel_quietly(lambda: clip.cancel(job.prompt_job_id), job)
+        fail(
+            job,
+            "timed_out",
+            "Replicate's CLIP interrogator did not write a prompt in time, so we stopped waiting. "
+            "It has not been charged; please try again, or give a prompt yourself.",
+            f"CLIP prediction {job.prompt_job_id} not finished {settings.MAX_CHECK_TIME} s after creation.",
+        )
+        return Next.WAIT
+    defer(job, last_polled_at=now, polls=F("polls") + 1)
+    job.last_polled_at = now
+    try:
+        described = clip.check(job.prompt_job_id)
+    except ProviderError as exc:
+        return _provider_trouble(job, exc, "checking on Replicate's CLIP interrogator", floor=interval)
+    if described.state == "failed":
+        fail(job, described.error_code, described.error_message, described.error_detail)
+        return Next.WAIT
+    if described.state == "running":
+        job.next_poll_at = now + timedelta(seconds=interval)
+        return Next.WAIT
+    if _store_prompt(job, described.prompt, Job.PROMPT_CLIP, "Prompt written by CLIP from the photo"):
+        return step_submit(job)
+    return Next.WAIT
+
+
+def _store_prompt(job: Job, prompt: str, source: str, said: str) -> bool:
+    """Keep the prompt on the job before anything is submitted with it; False
+    when the job moved on meanwhile (a cancel)."""
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job.pk, status=job.status, prompt="").update(
+            prompt=prompt, prompt_source=source, updated_at=timezone.now()
+        )
+        if changed:
+            note(job, f"{said}: {prompt[:300]}")
+    if changed:
+        job.prompt, job.prompt_source = prompt, source
+    return bool(changed)
+
+
+def _cancel_quietly(cancel: Callable[[], object], job: Job) -> None:
+    """Stop remote work nobody will collect; a failure only costs the operator."""
+    try:
+        cancel()
+    except ProviderError as exc:
+        log.warning("job %s: cancel of remote work failed: %s", job.pk, exc.detail or exc)
 
 
 def step_poll(job: Job) -> Next:
@@ -411,6 +532,7 @@ def _store(path: Path, name: str) -> str:
 STEPS = {
     Job.QUEUED: step_prepare,
     Job.PREPARING: step_submit,
+    Job.DESCRIBING: step_describe,
     Job.SUBMITTED: step_poll,
     Job.RUNNING: step_poll,
     Job.FINALIZING: step_finalize,
@@ -420,12 +542,13 @@ STEPS = {
 # --- Helpers ---------------------------------------------------------------------
 
 
-def _provider_trouble(job: Job, exc: ProviderError, doing: str) -> Next:
+def _provider_trouble(job: Job, exc: ProviderError, doing: str, *, floor: float | None = None) -> Next:
     if not exc.retryable:
         fail(job, exc.code, exc.message, exc.detail)
         return Next.WAIT
-    provider = get_provider(job.provider)
-    wait = _backoff(job.attempts, exc.retry_after, provider.min_poll_interval)
+    if floor is None:
+        floor = get_provider(job.provider).min_poll_interval
+    wait = _backoff(job.attempts, exc.retry_after, floor)
     job.next_poll_at = timezone.now() + timedelta(seconds=wait)
     message = f"{exc.message} Trying again in {wait:.0f} s."
     defer(job, status_message=message[:255], error_detail=exc.detail[:10000])

@@ -98,7 +98,8 @@ class HandedOver:
 def sweep(now=None, handed: HandedOver | None = None) -> int:
     """Dispatch every due job once; returns how many were handed over.
 
-    Polls of remote providers go out in batches of ``POLL_BATCH`` (one task
+    Polls of remote services (the video provider, or the CLIP prompt writer
+    while a job is describing) go out in batches of ``POLL_BATCH`` (one task
     polls them all, concurrently); every other step is a task of its own.
     """
     now = now or timezone.now()
@@ -133,7 +134,8 @@ def _hand_over(rows: list, now: datetime, handed: HandedOver | None, still: Q) -
         handed.record(now, grace, [pk for pk, _, _ in rows])
     batched: list = []
     for job_id, status, provider in rows:
-        if status in Job.PROVIDER_STATES and not _renders_inline(provider):
+        # A describing job waits on Replicate's CLIP whatever its video provider is.
+        if status == Job.DESCRIBING or (status in Job.PROVIDER_STATES and not _renders_inline(provider)):
             batched.append(job_id)
             if len(batched) == POLL_BATCH:
                 enqueue_batch(batched)

@@ -107,6 +107,7 @@ QUEUED_JOB = {
         "cfg_scale": 1.8,
         "motion_bucket_id": 180,
         "prompt": "",
+        "prompt_source": "",
         "negative_prompt": "",
         "width": 1024,
         "height": 576,

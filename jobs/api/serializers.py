@@ -176,6 +176,11 @@ class ParametersOutput(ProviderParameterFields):
     cfg_scale = serializers.FloatField()
     motion_bucket_id = serializers.IntegerField()
     prompt = serializers.CharField()
+    prompt_source = serializers.ChoiceField(
+        choices=["", *(value for value, _ in Job.PROMPT_SOURCE_CHOICES)],
+        help_text="Where the prompt came from: user (given), clip (written by Replicate's CLIP interrogator "
+        "from the photo), default (the server's DEFAULT_PROMPT); empty while there is none.",
+    )
     negative_prompt = serializers.CharField()
     width = serializers.IntegerField()
     height = serializers.IntegerField()
@@ -250,6 +255,7 @@ class JobOutput(serializers.ModelSerializer):
             "cfg_scale": job.cfg_scale,
             "motion_bucket_id": job.motion_bucket_id,
             "prompt": job.prompt,
+            "prompt_source": job.prompt_source,
             "negative_prompt": job.negative_prompt,
             "width": job.width,
             "height": job.height,

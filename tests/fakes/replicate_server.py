@@ -1,0 +1,287 @@
+"""A fake Replicate predictions API, over real HTTP on 127.0.0.1.
+
+It follows the protocol in ``../shared/specs/PROVIDER-NOTES.md`` closely enough
+for the real ``replicate`` client (1.0.7)::
+
+    POST /v1/predictions                     {"version", "input"} -> 201 prediction
+    POST /v1/models/{owner}/{name}/predictions {"input"}          -> 201 prediction
+    GET  /v1/predictions/{id}                                     -> 200 prediction
+    POST /v1/predictions/{id}/cancel                              -> 200 prediction
+    GET  /files/{id}.mp4                                          -> the video output
+
+Every prediction body carries ``id``, ``model``, ``version``, ``status`` (the
+client refuses one without), plus ``input``, ``output``, ``logs``, ``error``.
+``Prefer: wait`` is answered at once with ``starting`` (what Replicate does
+when the wait runs out). Auth: ``Authorization: Bearer <token>`` or ``Token``.
+
+A prediction moves ``starting`` -> ``processing`` -> its outcome as it is
+looked at: ``script.finish_after_polls`` GETs, then ``script.outcome``
+(``succeed``, ``fail``, ``aborted``, ``empty`` output, ``never`` finishing). Text models
+(their name contains "clip") answer ``script.clip_text``; others a URL on this
+server serving a real MP4. ``script.fail_next(status, endpoint=...)`` answers
+the next calls of an endpoint (``create``, ``get``, ``cancel``, ``file``) with
+an error status or ``"malformed_json"``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.fakes.stability_server import sample_mp4
+
+CLIP_VERSION = "8151e1c9f47e696fa316146a2e35812ccf79cfc9eba05b11c7f450155102af70"
+SVD_VERSION = "3f0457e4619daac51203dedb472816fd4af51f3149fa7a9e0b5ffcf1b8172438"
+VERSIONS = {
+    CLIP_VERSION: "pharmapsychotic/clip-interrogator",
+    SVD_VERSION: "stability-ai/stable-video-diffusion",
+}
+_MODEL_PATH = re.compile(r"^/v1/models/([\w.-]+)/([\w.-]+)/predictions$")
+_PREDICTION_PATH = re.compile(r"^/v1/predictions/([A-Za-z0-9]+)(/cancel)?$")
+_FILE_PATH = re.compile(r"^/files/([A-Za-z0-9]+)\.mp4$")
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakePrediction:
+    id: str
+    model: str
+    version: str
+    input: dict
+    status: str = "starting"
+    output: Any = None
+    error: str | None = None
+    logs: str = ""
+    polls: int = 0
+    cancelled: bool = False
+
+
+@dataclass
+class ReplicateScript:
+    finish_after_polls: int = 2
+    outcome: str = "succeed"  # succeed | fail | aborted | empty | never
+    error_text: str = "CUDA out of memory"
+    clip_text: str = "a red fox sitting in the snow, by Ansel Adams, trending on artstation"
+    failures: dict[str, list[tuple[int | str, float | None]]] = field(default_factory=dict)
+
+    def fail_next(self, status: int | str, *, endpoint: str, count: int = 1, retry_after: float | None = None) -> None:
+        self.failures.setdefault(endpoint, []).extend([(status, retry_after)] * count)
+
+    def take(self, endpoint: str) -> tuple[int | str, float | None] | None:
+        queue = self.failures.get(endpoint) or []
+        return queue.pop(0) if queue else None
+
+
+class FakeReplicateServer:
+    def __init__(self, token: str = "r8_test") -> None:
+        self.token = token
+        self.script = ReplicateScript()
+        self.predictions: dict[str, FakePrediction] = {}
+        self.requests: list[Recorded] = []
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> FakeReplicateServer:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def address(self) -> str:
+        assert self._server is not None
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.address}"
+
+    def created(self, model_part: str = "") -> list[FakePrediction]:
+        with self.lock:
+            return [p for p in self.predictions.values() if model_part in p.model]
+
+    def calls(self, method: str, prefix: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and r.path.startswith(prefix)]
+
+    # --- the protocol ----------------------------------------------------------
+
+    def new_prediction(self, model: str, version: str, inputs: dict) -> FakePrediction:
+        prediction = FakePrediction(id=secrets.token_hex(13), model=model, version=version, input=inputs)
+        with self.lock:
+            self.predictions[prediction.id] = prediction
+        return prediction
+
+    def advance(self, prediction: FakePrediction) -> None:
+        """One look moves the prediction along its script."""
+        with self.lock:
+            if prediction.status not in ("starting", "processing"):
+                return
+            prediction.polls += 1
+            if self.script.outcome == "never" or prediction.polls < self.script.finish_after_polls:
+                prediction.status = "processing" if prediction.polls >= 1 else "starting"
+                done = min(prediction.polls, 9)
+                prediction.logs = f"{done * 10}%|{'#' * done}{' ' * (10 - done)}| {done * 5}/50 [00:01<00:09]"
+                return
+            if self.script.outcome == "fail":
+                prediction.status, prediction.error = "failed", self.script.error_text
+            elif self.script.outcome == "aborted":  # a Cancel-After deadline passed
+                prediction.status, prediction.error = "aborted", "Prediction aborted: deadline exceeded"
+            elif self.script.outcome == "empty":
+                prediction.status, prediction.output = "succeeded", ""
+            else:
+                prediction.status = "succeeded"
+                if "clip" in prediction.model:
+                    prediction.output = self.script.clip_text
+                else:
+                    prediction.output = f"{self.base_url}/files/{prediction.id}.mp4"
+
+    def body(self, prediction: FakePrediction) -> dict:
+        return {
+            "id": prediction.id,
+            "model": prediction.model,
+            "version": prediction.version,
+            "status": prediction.status,
+            "input": prediction.input,
+            "output": prediction.output,
+            "logs": prediction.logs,
+            "error": prediction.error,
+            "metrics": {},
+            "created_at": "2026-12-02T08:00:00.000Z",
+            "urls": {
+                "get": f"{self.base_url}/v1/predictions/{prediction.id}",
+                "cancel": f"{self.base_url}/v1/predictions/{prediction.id}/cancel",
+            },
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeReplicateServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, payload: Any, headers: dict | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _problem(self, status: int, detail: str, retry_after: float | None = None) -> None:
+        headers = {"Retry-After": str(int(retry_after))} if retry_after is not None else None
+        self._json(status, {"title": "Error", "detail": detail, "status": status}, headers)
+
+    def _begin(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        self.fake.requests.append(Recorded(self.command, self.path, dict(self.headers.items()), body))
+        return body
+
+    def _authorised(self) -> bool:
+        given = self.headers.get("Authorization", "")
+        if given in (f"Bearer {self.fake.token}", f"Token {self.fake.token}"):
+            return True
+        self._problem(401, "Invalid token.")
+        return False
+
+    def _scripted(self, endpoint: str) -> bool:
+        failure = self.fake.script.take(endpoint)
+        if failure is None:
+            return False
+        status, retry_after = failure
+        if status == "malformed_json":
+            self._send(200 if endpoint != "create" else 201, b'{"id": "abc", "status": ', "application/json")
+        else:
+            self._problem(int(status), f"scripted {status}", retry_after)
+        return True
+
+    def do_POST(self) -> None:
+        body = self._begin()
+        if not self._authorised():
+            return
+        match = _PREDICTION_PATH.match(self.path)
+        if match and match[2]:
+            if self._scripted("cancel"):
+                return
+            prediction = self.fake.predictions.get(match[1])
+            if prediction is None:
+                self._problem(404, "Not found.")
+                return
+            with self.fake.lock:
+                if prediction.status in ("starting", "processing"):
+                    prediction.status, prediction.cancelled = "canceled", True
+            self._json(200, self.fake.body(prediction))
+            return
+        if self._scripted("create"):
+            return
+        inputs = body.get("input") if isinstance(body, dict) else None
+        if not isinstance(inputs, dict):
+            self._problem(422, "input is required")
+            return
+        model_match = _MODEL_PATH.match(self.path)
+        if model_match:
+            model, version = f"{model_match[1]}/{model_match[2]}", ""
+        elif self.path == "/v1/predictions" and body.get("version") in VERSIONS:
+            version = body["version"]
+            model = VERSIONS[version]
+        else:
+            self._problem(404, "The requested version does not exist.")
+            return
+        prediction = self.fake.new_prediction(model, version, inputs)
+        # With "Prefer: wait" Replicate holds the request; when the wait runs out
+        # it answers "starting", which the client keeps polling. We answer at once.
+        self._json(201, self.fake.body(prediction))
+
+    def do_GET(self) -> None:
+        self._begin()
+        file_match = _FILE_PATH.match(self.path)
+        if file_match:
+            if self._scripted("file"):
+                return
+            if file_match[1] not in self.fake.predictions:
+                self._send(404, b"not found", "text/plain")
+                return
+            self._send(200, sample_mp4(1024, 576), "video/mp4")  # no token needed: a delivery URL
+            return
+        if not self._authorised():
+            return
+        match = _PREDICTION_PATH.match(self.path)
+        if not match or match[2]:
+            self._problem(404, "Not found.")
+            return
+        if self._scripted("get"):
+            return
+        prediction = self.fake.predictions.get(match[1])
+        if prediction is None:
+            self._problem(404, "Not found.")
+            return
+        self.fake.advance(prediction)
+        self._json(200, self.fake.body(prediction))
