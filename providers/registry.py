@@ -14,6 +14,7 @@ from providers.params import Param, specific
 PROVIDERS: dict[str, str] = {
     "local": "providers.local.LocalProvider",
     "stability": "providers.stability.StabilityProvider",
+    "pika": "providers.pika.PikaProvider",
 }
 
 
