@@ -14,7 +14,7 @@ once, through the safe fetch, size-capped (``results.download_video``).
 Pika fetches the image itself (``needs_image_url``): the pipeline gives it a
 signed, expiring link under ``PUBLIC_BASE_URL``, or the URL a job was made
 from. Statuses, retries and the submit rule are the shared seam's
-(``providers/http.py``); this module is Pika's protocol.
+(``providers/http.py``, ``providers/remote.py``); this module is Pika's protocol.
 
 Parameters. Pika's own, given directly, win: ``motion`` (1-4), ``guidanceScale``
 (5-25), ``frameRate`` (1-24), ``aspectRatio`` (``auto`` follows the job's
@@ -34,18 +34,14 @@ as chosen; the prompt is the job's (the pipeline writes one when none was given)
 from __future__ import annotations
 
 import logging
-import re
-
-from django.conf import settings
 
 from providers import http, results
-from providers.base import GenerationRequest, PollContext, PollState, Provider, ProviderError, SettingFloor
+from providers.base import GenerationRequest, PollContext, PollState, ProviderError, SettingFloor
 from providers.params import CFG_SCALE, COMMON, MOTION_BUCKET_ID, Param
+from providers.remote import ID_RE, RemoteProvider
 
 log = logging.getLogger(__name__)
 
-REMOTE = http.Remote("Pika", "PIKAPI_BEARER_TOKEN")
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 WAITING = frozenset({"queued", "pending"})
 
 MOTION = Param(
@@ -112,9 +108,12 @@ def pika_options(request: GenerationRequest) -> dict:
     return options
 
 
-class PikaProvider(Provider):
+class PikaProvider(RemoteProvider):
     name = "pika"
     label = "Pika"
+    remote_name = "Pika"
+    key_setting = "PIKAPI_BEARER_TOKEN"
+    base_url_setting = "PIKAPI_BASE_URL"
     models = ("1.5",)
     supports_cancel = False
     supports_webhook = False
@@ -126,21 +125,6 @@ class PikaProvider(Provider):
     min_poll_interval = SettingFloor("PIKA_POLL_INTERVAL")  # type: ignore[assignment]
     max_video_bytes = 100 * 1024 * 1024
     download_deadline = 120.0
-    timeout = (5.0, 60.0)
-
-    @classmethod
-    def unavailable_reason(cls) -> str:
-        if not settings.PIKAPI_BEARER_TOKEN:
-            return "Pika is not configured here: an operator must set PIKAPI_BEARER_TOKEN."
-        return ""
-
-    @staticmethod
-    def _base_url() -> str:
-        return str(settings.PIKAPI_BASE_URL).rstrip("/")
-
-    @staticmethod
-    def _auth() -> dict[str, str]:
-        return {"Authorization": f"Bearer {settings.PIKAPI_BEARER_TOKEN}", "Accept": "application/json"}
 
     def submit(self, request: GenerationRequest) -> str:
         if not request.image_url:
@@ -149,49 +133,29 @@ class PikaProvider(Provider):
                 "or ask the operator to set PUBLIC_BASE_URL.",
                 code="needs_public_url",
             )
-        url = f"{self._base_url()}/generate"
         payload = {
             "promptText": request.prompt,
             "model": self.models[0],
             "image": request.image_url,
             "options": pika_options(request),
         }
-        response = http.request(
-            "POST",
-            url,
-            headers=self._auth(),
-            json=payload,
-            timeout=self.timeout,
-            retries=0,
-            ok=(200, 201),
-            remote=REMOTE,
-        )
+        response = self.call("POST", "/generate", json=payload, ok=(200, 201))
         raw = http.read_capped(response)
-        job = http.json_object(raw, label="Pika", what=f"POST {url}").get("job")
+        what = f"POST {self.url('/generate')}"
+        job = http.json_object(raw, label="Pika", what=what).get("job")
         job_id = job.get("id") if isinstance(job, dict) else None
         if isinstance(job_id, int):
             job_id = str(job_id)
-        if not isinstance(job_id, str) or not _ID_RE.match(job_id):
-            raise http.bad_response("Pika", f"POST {url} -> {response.status_code}: {http.text(raw)}")
+        if not isinstance(job_id, str) or not ID_RE.match(job_id):
+            raise http.bad_response("Pika", f"{what} -> {response.status_code}: {http.text(raw)}")
         log.info("pika submit job=%s provider_id=%s options=%s", request.job_id, job_id, payload["options"])
         return job_id
 
     def poll(self, provider_job_id: str, context: PollContext) -> PollState:
-        if not _ID_RE.match(provider_job_id or ""):
-            return PollState(
-                state="failed",
-                error_code="provider_job_missing",
-                error_message="Pika no longer knows this job. Nothing was charged; please try again.",
-                error_detail=f"malformed id {provider_job_id!r}",
-            )
-        url = f"{self._base_url()}/jobs/{provider_job_id}"
-        what = f"GET {url}"
-        try:
-            response = http.request("GET", url, headers=self._auth(), timeout=self.timeout, retries=0, remote=REMOTE)
-        except ProviderError as exc:
-            if exc.retryable:
-                raise
-            return PollState(state="failed", error_code=exc.code, error_message=exc.message, error_detail=exc.detail)
+        response = self.look(provider_job_id, f"/jobs/{provider_job_id}")
+        if isinstance(response, PollState):
+            return response
+        what = f"GET {response.url}"
         raw = http.read_capped(response)
         videos = http.json_object(raw, label="Pika", what=what).get("videos")
         video = videos[0] if isinstance(videos, list) and videos and isinstance(videos[0], dict) else None

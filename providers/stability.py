@@ -20,35 +20,25 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 
 import requests
-from django.conf import settings
 from PIL import Image
 
 from providers import http, results
-from providers.base import (
-    SIZES,
-    GenerationRequest,
-    PollContext,
-    PollState,
-    Provider,
-    ProviderError,
-    SettingFloor,
-)
+from providers.base import SIZES, GenerationRequest, PollContext, PollState, ProviderError, SettingFloor
 from providers.params import COMMON
+from providers.remote import ID_RE, RemoteProvider
 
 log = logging.getLogger(__name__)
 
-# A provider job id goes into a URL path: accept only plain id characters.
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-REMOTE = http.Remote("Stability", "STABILITY_API_KEY")
 
-
-class StabilityProvider(Provider):
+class StabilityProvider(RemoteProvider):
     name = "stability"
     label = "Stability AI — Stable Video Diffusion"
+    remote_name = "Stability"
+    key_setting = "STABILITY_API_KEY"
+    base_url_setting = "STABILITY_BASE_URL"
     models = ("stable-video-diffusion",)
     supports_cancel = False
     supports_webhook = False
@@ -61,28 +51,6 @@ class StabilityProvider(Provider):
 
     # Stability's SVD clips are a few MB; anything far larger is not a result.
     max_video_bytes = 200 * 1024 * 1024
-    submit_timeout = (5.0, 60.0)
-    poll_timeout = (5.0, 60.0)
-
-    @classmethod
-    def unavailable_reason(cls) -> str:
-        if not settings.STABILITY_API_KEY:
-            return "Stability is not configured here: an operator must set STABILITY_API_KEY."
-        return ""
-
-    @staticmethod
-    def _base_url() -> str:
-        return str(settings.STABILITY_BASE_URL).rstrip("/")
-
-    @staticmethod
-    def _auth() -> dict[str, str]:
-        key = settings.STABILITY_API_KEY
-        if not key:
-            raise ProviderError(
-                "Stability is not configured; an operator must set STABILITY_API_KEY.",
-                code="provider_auth",
-            )
-        return {"authorization": f"Bearer {key}"}
 
     # --- submit ----------------------------------------------------------------
 
@@ -102,23 +70,20 @@ class StabilityProvider(Provider):
                 detail=f"{path}: {image_format} {size[0]}x{size[1]}",
             )
         content_type = "image/png" if image_format == "PNG" else "image/jpeg"
-        url = f"{self._base_url()}/v2beta/image-to-video"
+        what = f"POST {self.url('/v2beta/image-to-video')}"
         fields = {
             "seed": str(int(request.seed)),
             "cfg_scale": f"{float(request.cfg_scale):g}",
             "motion_bucket_id": str(int(request.motion_bucket_id)),
         }
         with path.open("rb") as handle:
-            response = http.request(
+            response = self.call(
                 "POST",
-                url,
-                headers={**self._auth(), "accept": "application/json"},
+                "/v2beta/image-to-video",
+                headers={"accept": "application/json"},
                 data=fields,
                 files={"image": (path.name, handle, content_type)},
-                timeout=self.submit_timeout,
-                retries=0,
                 ok=(200, 403),
-                remote=REMOTE,
             )
         raw = http.read_capped(response)
         if response.status_code == 403:
@@ -127,47 +92,26 @@ class StabilityProvider(Provider):
                     "Stability refused this image under its content policy; no credits were charged. "
                     "Try a different image.",
                     code="content_moderation",
-                    detail=f"POST {url} -> 403: {http.text(raw)}",
+                    detail=f"{what} -> 403: {http.text(raw)}",
                     status=403,
                 )
-            raise REMOTE.error(403, raw, f"POST {url}", method="POST")
-        job_id = http.json_object(raw, label="Stability", what=f"POST {url}").get("id")
-        if not isinstance(job_id, str) or not _ID_RE.match(job_id):
-            raise http.bad_response("Stability", f"POST {url} -> 200: {http.text(raw)}")
+            raise self.remote().error(403, raw, what, method="POST")
+        job_id = http.json_object(raw, label="Stability", what=what).get("id")
+        if not isinstance(job_id, str) or not ID_RE.match(job_id):
+            raise http.bad_response("Stability", f"{what} -> 200: {http.text(raw)}")
         log.info("stability submit job=%s provider_id=%s", request.job_id, job_id)
         return job_id
 
     # --- poll ------------------------------------------------------------------
 
     def poll(self, provider_job_id: str, context: PollContext) -> PollState:
-        if not _ID_RE.match(provider_job_id or ""):
-            return PollState(
-                state="failed",
-                error_code="provider_job_missing",
-                error_message="Stability no longer knows this generation. Nothing was charged; please try again.",
-                error_detail=f"malformed id {provider_job_id!r}",
-            )
-        url = f"{self._base_url()}/v2beta/image-to-video/result/{provider_job_id}"
-        what = f"GET {url}"
-        try:
-            response = http.request(
-                "GET",
-                url,
-                headers={**self._auth(), "accept": "video/*"},
-                timeout=self.poll_timeout,
-                retries=0,
-                stream=True,
-                ok=(200, 202),
-                remote=REMOTE,
-            )
-        except ProviderError as exc:
-            if exc.retryable:
-                raise
-            # A final answer about this job (gone, refused): the job fails with it.
-            return PollState(state="failed", error_code=exc.code, error_message=exc.message, error_detail=exc.detail)
+        path = f"/v2beta/image-to-video/result/{provider_job_id}"
+        response = self.look(provider_job_id, path, headers={"accept": "video/*"}, stream=True, ok=(200, 202))
+        if isinstance(response, PollState):
+            return response
         if response.status_code == 202:
             return self._running(response)
-        return self._finished(response, context, what)
+        return self._finished(response, context, f"GET {self.url(path)}")
 
     def _running(self, response: requests.Response) -> PollState:
         raw = http.read_capped(response)

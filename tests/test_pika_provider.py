@@ -16,29 +16,9 @@ from providers.pika import PikaProvider, pika_options
 from tests.api_helpers import key_client
 from tests.factories import UserFactory, make_job, make_upload, photo_bytes
 from tests.fakes.fixtures import pika_server_fixture  # noqa: F401 (the pika_server fixture)
+from tests.pipeline_helpers import advance, run_until_final
 
 pytestmark = pytest.mark.django_db
-
-
-def advance(job: Job) -> Job:
-    pipeline.advance(job.pk)
-    job.refresh_from_db()
-    return job
-
-
-def make_due(job: Job) -> None:
-    past = timezone.now() - timedelta(seconds=1)
-    Job.objects.filter(pk=job.pk).update(next_poll_at=past, lease_until=None, last_polled_at=None)
-
-
-def run_until_final(job: Job, rounds: int = 8) -> Job:
-    job = advance(job)
-    for _ in range(rounds):
-        if job.status in Job.FINAL_STATES:
-            break
-        make_due(job)
-        job = advance(job)
-    return job
 
 
 def url_job(fake, owner=None, *, image_path: str = "/images/photo.png", **params) -> Job:

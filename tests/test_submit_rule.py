@@ -4,28 +4,16 @@ sent again. Driven through the pipeline against the fake Stability server."""
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
-from jobs import ledger, pipeline
+from jobs import ledger
 from jobs.models import Job, LedgerEntry
 from tests.factories import UserFactory, make_job
 from tests.fakes.fixtures import stability_server_fixture  # noqa: F401
+from tests.pipeline_helpers import advance, make_due
 
 pytestmark = pytest.mark.django_db
-
-
-def advance(job: Job) -> Job:
-    pipeline.advance(job.pk)
-    job.refresh_from_db()
-    return job
-
-
-def make_due(job: Job) -> None:
-    past = timezone.now() - timedelta(seconds=1)
-    Job.objects.filter(pk=job.pk).update(next_poll_at=past, lease_until=None, last_polled_at=None)
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
