@@ -84,6 +84,18 @@ class ParameterControl:
         return self.param.default if self.param else ""
 
     @property
+    def is_choice(self) -> bool:
+        """A list to pick from, also while hidden for a provider that does not
+        take it (the page's script fills the options in when one that does is chosen)."""
+        return self.param.kind == "choice" if self.param else isinstance(self.field.field, forms.ChoiceField)
+
+    @property
+    def choices(self) -> list[str]:
+        if self.param:
+            return [str(choice) for choice in self.param.choices]
+        return [str(value) for value, _ in self.field.field.choices] if self.is_choice else []
+
+    @property
     def low(self) -> str:
         return format_number(self.param.minimum) if self.param and self.param.minimum is not None else ""
 

@@ -23,7 +23,7 @@ from providers import http
 from providers.base import PollState, Provider, ProviderError
 
 # A provider job id goes into a URL path: accept only plain id characters.
-ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")  # never "." or ".."
 
 
 class RemoteProvider(Provider):
