@@ -156,15 +156,6 @@ COMMON: tuple[Param, ...] = (SEED, CFG_SCALE, MOTION_BUCKET_ID)
 COMMON_NAMES = frozenset(param.name for param in COMMON)
 
 
-def by_name(params: Iterable[Param]) -> dict[str, Param]:
-    return {param.name: param for param in params}
-
-
-def specific(params: Iterable[Param]) -> tuple[Param, ...]:
-    """The parameters that are not common ones (they go in ``Job.extra_params``)."""
-    return tuple(param for param in params if param.name not in COMMON_NAMES)
-
-
 def shared_kind(params: Iterable[Param]) -> str:
     """The one kind of input field that accepts every provider's values of a
     parameter several providers declare under one name (``motion``, say):
@@ -175,3 +166,12 @@ def shared_kind(params: Iterable[Param]) -> str:
     if len(kinds) == 1:
         return kinds.pop()
     return "float" if "choice" not in kinds else "text"
+
+
+def by_name(params: Iterable[Param]) -> dict[str, Param]:
+    return {param.name: param for param in params}
+
+
+def specific(params: Iterable[Param]) -> tuple[Param, ...]:
+    """The parameters that are not common ones (they go in ``Job.extra_params``)."""
+    return tuple(param for param in params if param.name not in COMMON_NAMES)
