@@ -380,6 +380,8 @@ STABILITY_POLL_INTERVAL = env_float("STABILITY_POLL_INTERVAL", 10.0, minimum=0.0
 # The original I2V API's variables (Pika, Replicate, G.A.M.E callbacks).
 PIKAPI_BEARER_TOKEN = env_str("PIKAPI_BEARER_TOKEN", "")
 PIKAPI_BASE_URL = env_url("PIKAPI_BASE_URL", "https://api.pikapikapika.io/web")
+# Seconds between polls of one Pika job (the original polled every 10 s).
+PIKA_POLL_INTERVAL = env_float("PIKA_POLL_INTERVAL", 10.0, minimum=0.0)
 REPLICATE_API_TOKEN = env_str("REPLICATE_API_TOKEN", "")
 # Where the `replicate` client sends its calls; tests and demos point it at a fake.
 REPLICATE_BASE_URL = env_url("REPLICATE_BASE_URL", "https://api.replicate.com")

@@ -12,7 +12,7 @@ from jobs.creation import JobInputError, validate_parameters
 from jobs.intake import FRAMINGS
 from jobs.models import Job
 from providers.base import Provider
-from providers.params import CFG_SCALE, MOTION_BUCKET_ID, SEED_MAX, Param, format_number, specific
+from providers.params import CFG_SCALE, MOTION_BUCKET_ID, SEED_MAX, Param, format_number, shared_kind, specific
 from providers.registry import PROVIDERS, cost_of, declared_parameters, provider_class
 
 FRAMING_LABELS = {"landscape": "Landscape", "portrait": "Portrait", "square": "Square"}
@@ -29,6 +29,7 @@ class ProviderOption:
     models: tuple[str, ...]
     needs_prompt: bool
     parameters: tuple[Param, ...] = ()  # its own, beyond the common ones
+    unavailable_reason: str = ""  # why it cannot be chosen here ("" when it can)
 
     @property
     def cost_label(self) -> str:
@@ -39,6 +40,7 @@ class ProviderOption:
             "name": self.name,
             "cost": self.cost,
             "available": self.available,
+            "unavailable_reason": self.unavailable_reason,
             "models": list(self.models),
             "needs_prompt": self.needs_prompt,
             "parameters": [control_data(param) for param in self.parameters],
@@ -82,6 +84,18 @@ class ParameterControl:
         return self.param.default if self.param else ""
 
     @property
+    def is_choice(self) -> bool:
+        """A list to pick from, also while hidden for a provider that does not
+        take it (the page's script fills the options in when one that does is chosen)."""
+        return self.param.kind == "choice" if self.param else isinstance(self.field.field, forms.ChoiceField)
+
+    @property
+    def choices(self) -> list[str]:
+        if self.param:
+            return [str(choice) for choice in self.param.choices]
+        return [str(value) for value, _ in self.field.field.choices] if self.is_choice else []
+
+    @property
     def low(self) -> str:
         return format_number(self.param.minimum) if self.param and self.param.minimum is not None else ""
 
@@ -97,19 +111,23 @@ class ParameterControl:
 
 
 def provider_options() -> list[ProviderOption]:
-    """Every provider this build knows, available or not (the page says which)."""
+    """Every provider this build knows, available or not (the page says which
+    and why). The page takes uploads, which have no URL of their own: a
+    provider that fetches the image by URL needs PUBLIC_BASE_URL here."""
     options = []
     for name in PROVIDERS:
         cls: type[Provider] = provider_class(name)
+        reason = cls.upload_unavailable_reason()
         options.append(
             ProviderOption(
                 name=name,
                 label=cls.label or name,
                 cost=cost_of(name),
-                available=cls.is_enabled(),
+                available=not reason,
                 models=tuple(cls.models),
                 needs_prompt=cls.needs_prompt,
                 parameters=specific(cls.parameters),
+                unavailable_reason=reason,
             )
         )
     return options
@@ -126,14 +144,20 @@ def default_provider() -> str:
     return available[0] if available else settings.DEFAULT_PROVIDER
 
 
-def _parameter_field(param: Param) -> forms.Field:
+def _parameter_field(declared: list[tuple[str, Param]]) -> forms.Field:
     # No range here: providers may differ, and validate_parameters gives the
-    # chosen provider's range in its message.
+    # chosen provider's range in its message. Two providers may declare the
+    # same name with different kinds: the field takes what fits both.
+    param = declared[0][1]
     common = {"required": False, "label": param.title, "help_text": param.meaning}
-    if param.kind == "choice":
-        return forms.TypedChoiceField(choices=[(str(c), str(c)) for c in param.choices], **common)
-    if param.kind == "int":
+    kind = shared_kind(p for _, p in declared)
+    if kind == "choice":
+        choices = dict.fromkeys(str(c) for _, p in declared for c in p.choices)
+        return forms.TypedChoiceField(choices=[(c, c) for c in choices], **common)
+    if kind == "int":
         return forms.IntegerField(**common)
+    if kind == "text":
+        return forms.CharField(**common)
     return forms.FloatField(**common)
 
 
@@ -142,7 +166,7 @@ def _parameter_field(param: Param) -> forms.Field:
 ProviderParameterFields = type(
     "ProviderParameterFields",
     (forms.Form,),
-    {name: _parameter_field(declared[0][1]) for name, declared in declared_parameters().items()},
+    {name: _parameter_field(declared) for name, declared in declared_parameters().items()},
 )
 
 
@@ -197,7 +221,7 @@ class CreateJobForm(ProviderParameterFields):
         # registered after this module was loaded gets its controls here.
         for name, declared in declared_parameters().items():
             if name not in self.fields:
-                self.fields[name] = _parameter_field(declared[0][1])
+                self.fields[name] = _parameter_field(declared)
 
     @property
     def parameter_controls(self) -> list[ParameterControl]:

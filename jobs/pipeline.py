@@ -109,14 +109,17 @@ def note(job: Job, message: str) -> None:
     JobEvent.objects.create(job=job, from_status=job.status, to_status=job.status, message=message)
 
 
-def fail(job: Job, code: str, message: str, detail: str = "") -> bool:
-    """Fail the job for a reason a person can read; keep provider detail for staff."""
+def fail(job: Job, code: str, message: str, detail: str = "", *, finish_reason: str = "") -> bool:
+    """Fail the job for a reason a person can read; keep provider detail (and
+    the provider's finish reason, ``CONTENT_FILTERED`` say) for staff."""
     if job.status in Job.FINAL_STATES:
         return False
+    extra = {"finish_reason": finish_reason[:32]} if finish_reason else {}
     return transition(
         job,
         Job.FAILED,
         message,
+        **extra,
         error_code=code,
         error_message=message,
         error_detail=detail[:10000],
@@ -443,6 +446,7 @@ def _apply_poll_state(job: Job, state: PollState, floor: float) -> Next:
             state.error_code or "provider_failed",
             state.error_message or "The provider could not make this video.",
             state.error_detail,
+            finish_reason=state.finish_reason,
         )
         return Next.WAIT
     fields = {

@@ -118,6 +118,20 @@ class PollContext:
     report: Callable[[float, str], None] = lambda fraction, message: None
 
 
+class SettingFloor:
+    """A ``min_poll_interval`` read from the named setting at each access, on
+    the class or an instance, so a test (or a reloaded setting) changes it
+    without a restart. Every remote provider's poll floor is a setting."""
+
+    def __init__(self, setting: str) -> None:
+        self.setting = setting
+
+    def __get__(self, instance: object, owner: type | None = None) -> float:
+        from django.conf import settings
+
+        return float(getattr(settings, self.setting))
+
+
 class Provider(ABC):
     """Base class: capability flags plus the three calls."""
 
@@ -146,7 +160,27 @@ class Provider(ABC):
     @classmethod
     def is_enabled(cls) -> bool:
         """Whether settings give this provider what it needs (keys, URLs)."""
-        return True
+        return not cls.unavailable_reason()
+
+    @classmethod
+    def unavailable_reason(cls) -> str:
+        """Why this provider cannot be used here, for the people choosing one
+        (the dashboard and ``GET /api/v1/providers`` show it); "" when it can."""
+        return ""
+
+    @classmethod
+    def upload_unavailable_reason(cls) -> str:
+        """Why an uploaded image (which has no URL of its own) cannot go to this
+        provider, "" when it can: the dashboard's reason."""
+        from django.conf import settings
+
+        reason = cls.unavailable_reason()
+        if not reason and cls.needs_image_url and not settings.PUBLIC_BASE_URL:
+            reason = (
+                f"{cls.label or cls.name} fetches the image by URL and this server has no public address: "
+                "an operator must set PUBLIC_BASE_URL (API jobs made from an image_url can still use it)."
+            )
+        return reason
 
     @abstractmethod
     def submit(self, request: GenerationRequest) -> str:

@@ -156,6 +156,18 @@ COMMON: tuple[Param, ...] = (SEED, CFG_SCALE, MOTION_BUCKET_ID)
 COMMON_NAMES = frozenset(param.name for param in COMMON)
 
 
+def shared_kind(params: Iterable[Param]) -> str:
+    """The one kind of input field that accepts every provider's values of a
+    parameter several providers declare under one name (``motion``, say):
+    their kind when they agree, ``float`` for whole and fractional numbers,
+    ``text`` when choices meet numbers. ``validate_parameters`` then checks
+    the value against the chosen provider's declaration."""
+    kinds = {param.kind for param in params}
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "float" if "choice" not in kinds else "text"
+
+
 def by_name(params: Iterable[Param]) -> dict[str, Param]:
     return {param.name: param for param in params}
 

@@ -14,6 +14,7 @@ from providers.params import Param, shown_values, specific
 PROVIDERS: dict[str, str] = {
     "local": "providers.local.LocalProvider",
     "stability": "providers.stability.StabilityProvider",
+    "pika": "providers.pika.PikaProvider",
     "replicate": "providers.replicate.ReplicateProvider",
 }
 

@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -614,7 +615,9 @@ def _open(
     )
 
 
-def _read_body(response: urllib3.BaseHTTPResponse, max_bytes: int, deadline: _Deadline, field: str) -> bytes:
+def _read_body(
+    response: urllib3.BaseHTTPResponse, max_bytes: int, deadline: _Deadline, field: str, out: BinaryIO | None = None
+) -> bytes:
     too_large = FetchRefused("too_large", f"{field} is larger than the {_human_bytes(max_bytes)} limit.")
     declared = (response.headers.get("Content-Length") or "").strip()
     if declared.isdigit() and int(declared) > max_bytes:
@@ -647,7 +650,10 @@ def _read_body(response: urllib3.BaseHTTPResponse, max_bytes: int, deadline: _De
         total += len(chunk)
         if total > max_bytes:
             raise too_large
-        chunks.append(chunk)
+        if out is not None:
+            out.write(chunk)  # a video streams to disk: it is never all in memory
+        else:
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -659,6 +665,7 @@ def fetch(
     accept: str = "image/*",
     max_redirects: int = 5,
     field: str = "image_url",
+    out: BinaryIO | None = None,
 ) -> FetchResult:
     """GET ``url`` if (and only as long as) it stays on public addresses.
 
@@ -668,7 +675,8 @@ def fetch(
     take longer than ``deadline`` seconds. Raises ``FetchRefused`` with one of
     the codes ``bad_scheme``, ``bad_url``, ``not_public``, ``unresolvable``,
     ``too_large``, ``too_slow``, ``too_many_redirects``, ``http_error`` or
-    ``unreachable``.
+    ``unreachable``. With ``out``, the body is written there as it arrives
+    (``content`` is then empty).
     """
     clock = _Deadline(deadline)
     try:
@@ -696,7 +704,7 @@ def fetch(
                         f"Fetching {field} failed: the server answered {status}{reason}.",
                         status=status,
                     )
-                content = _read_body(response, max_bytes, clock, field)
+                content = _read_body(response, max_bytes, clock, field, out)
                 if clock.stop():  # the watchdog may have cut the body short
                     raise _too_slow(field, clock)
                 return FetchResult(

@@ -80,16 +80,67 @@ def test_retries_are_bounded_and_end_in_a_typed_retryable_error(serve):
     server = serve((500, {}, 0), (500, {}, 0), (500, {}, 0), (500, {}, 0))
     with pytest.raises(ProviderError) as caught:
         http.request("GET", server.url, retries=2, backoff=0.01)
-    assert (caught.value.status, caught.value.retryable, caught.value.code) == (500, True, "http_500")
+    assert (caught.value.status, caught.value.retryable, caught.value.code) == (500, True, "provider_unavailable")
     assert len(server.seen) == 3
 
 
-def test_a_post_that_meets_a_server_error_is_not_sent_again(serve):
-    server = serve((500, {}, 0))
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_post_that_meets_a_server_error_is_never_sent_again_and_says_the_outcome_is_unknown(serve, status):
+    server = serve((status, {}, 0))
     with pytest.raises(http.HttpError) as caught:
         http.request("POST", server.url, retries=2, backoff=0.01, data=b"x")
-    assert caught.value.retryable is True  # the caller may decide to, later
+    assert (caught.value.code, caught.value.retryable, caught.value.status) == (
+        "provider_outcome_unknown",
+        False,
+        status,
+    )
+    assert "has not been sent again" in caught.value.message and "nothing was charged" in caught.value.message
     assert server.seen == ["POST"]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_post_the_provider_did_not_take_is_sent_again(serve, status):
+    server = serve((status, {"Retry-After": "0"}, 0))
+    assert http.request("POST", server.url, retries=1, data=b"x").status_code == 200
+    assert server.seen == ["POST", "POST"]
+
+
+def test_a_post_refused_beyond_the_retries_stays_retryable_for_the_pipeline(serve):
+    server = serve((503, {"Retry-After": "4"}, 0))
+    with pytest.raises(http.HttpError) as caught:
+        http.request("POST", server.url, retries=0, data=b"x")
+    assert (caught.value.code, caught.value.retryable, caught.value.retry_after) == ("provider_unavailable", True, 4.0)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_says_the_operator_must_check_the_named_setting(serve, status):
+    server = serve((status, {}, 0))
+    remote = http.Remote("Pika", "PIKAPI_BEARER_TOKEN")
+    with pytest.raises(http.HttpError) as caught:
+        http.request("POST", server.url, retries=2, data=b"x", remote=remote)
+    assert caught.value.code == "provider_auth" and not caught.value.retryable
+    assert caught.value.message.startswith("Pika refused our API key")
+    assert "an operator must check PIKAPI_BEARER_TOKEN" in caught.value.message
+    assert server.seen == ["POST"]
+
+
+def test_a_poll_404_says_the_provider_no_longer_knows_the_job_not_that_results_expired_after_a_day(serve):
+    server = serve((404, {}, 0))
+    with pytest.raises(http.HttpError) as caught:
+        http.request("GET", server.url, retries=2, remote=http.Remote("Stability", "STABILITY_API_KEY"))
+    assert caught.value.code == "provider_job_missing" and not caught.value.retryable
+    assert caught.value.message.startswith("Stability no longer knows this job")
+    assert "API key was changed" in caught.value.message and "24 hours" not in caught.value.message
+
+
+def test_the_providers_own_words_are_kept_for_staff_and_summarised_for_the_user():
+    raw = b'{"error": {"message": "promptText is required"}, "code": 17}'
+    error = http.Remote("Pika").error(422, raw, "POST https://pika.example/generate", method="POST")
+    assert (error.code, error.retryable) == ("invalid_request", False)
+    assert error.message == "Pika rejected the request: promptText is required"
+    assert error.detail == f"POST https://pika.example/generate -> 422: {raw.decode()}"
+    assert http.error_summary(b'{"errors": ["a", "b"]}') == "a; b"
+    assert http.error_summary(b"<html>oops</html>") == ""
 
 
 def test_a_rate_limited_post_is_retried_after_retry_after(serve):

@@ -170,7 +170,7 @@ def test_the_dashboard_refuses_a_duration_out_of_range_next_to_its_control(clien
 
     assert response.status_code == 400
     html = response.content.decode()
-    shown = re.search(r'<p class="error" role="alert" id="duration-error"\s*>(.*?)</p>', html, re.S)
+    shown = re.search(r'<p class="error" role="alert" id="param-duration-error"\s*>(.*?)</p>', html, re.S)
     assert shown and shown.group(1) == "duration must be from 1 to 10 s; got 12."
     assert Job.objects.count() == 0
 
@@ -183,7 +183,7 @@ def test_the_dashboard_shows_each_parameter_with_its_range_and_meaning(client):
 
     assert re.search(r'name="duration" id="id_duration" min="1" max="10" step="0.5"\s+value="5.0"', html)
     assert re.search(r'name="fps" id="id_fps" min="12" max="30" step="1"\s+value="24"', html)
-    assert 'id="duration-help" class="param-meaning">How long the video lasts, in seconds.</small>' in html
+    assert 'id="param-duration-help" class="param-meaning">How long the video lasts, in seconds.</small>' in html
     data = json.loads(re.search(r'id="provider-data" type="application/json">(.*?)</script>', html, re.S).group(1))
     local = next(p for p in data if p["name"] == "local")
     assert [p["name"] for p in local["parameters"]] == ["duration", "fps"]

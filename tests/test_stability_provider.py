@@ -178,20 +178,28 @@ def test_polling_faster_than_the_floor_is_answered_429_with_the_time_left(stabil
     assert stability_server.job(provider_id).floor_violations == 1
 
 
-def test_a_500_on_submit_or_poll_is_retryable(stability_server, generation, context):
-    provider = StabilityProvider()
+def test_a_500_on_submit_is_an_unknown_outcome_never_sent_again(stability_server, generation):
     stability_server.script.fail_next(500, endpoint="submit")
     with pytest.raises(ProviderError) as on_submit:
-        provider.submit(generation)
+        StabilityProvider().submit(generation)
 
+    assert (on_submit.value.code, on_submit.value.retryable, on_submit.value.status) == (
+        "provider_outcome_unknown",
+        False,
+        500,
+    )
+    assert len(stability_server.submits) == 1
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_on_poll_is_retryable(stability_server, generation, context, status):
+    provider = StabilityProvider()
     provider_id = provider.submit(generation)
-    stability_server.script.fail_next(503, endpoint="result")
+    stability_server.script.fail_next(status, endpoint="result")
     with pytest.raises(ProviderError) as on_poll:
         provider.poll(provider_id, context)
 
-    assert on_submit.value.retryable and on_submit.value.status == 500
-    assert on_poll.value.retryable and on_poll.value.status == 503
-    assert on_submit.value.code == on_poll.value.code == "provider_unavailable"
+    assert (on_poll.value.code, on_poll.value.retryable, on_poll.value.status) == ("provider_unavailable", True, status)
 
 
 def test_content_moderation_is_not_retryable_and_tells_the_user_why(stability_server, generation):
@@ -252,7 +260,7 @@ def test_an_unknown_id_is_a_failed_state_saying_the_generation_is_gone(stability
 
     assert state.state == "failed"
     assert state.error_code == "provider_job_missing"
-    assert state.error_message == "Stability no longer has this generation (results are kept 24 hours)."
+    assert state.error_message.startswith("Stability no longer knows this job")
 
 
 def test_another_keys_job_is_not_found(stability_server, context):
@@ -271,7 +279,7 @@ def test_a_wrong_key_is_a_non_retryable_provider_auth_error(stability_server, ge
 
     error = caught.value
     assert (error.code, error.retryable, error.status) == ("provider_auth", False, 401)
-    assert "STABILITY_API_KEY" in error.message
+    assert "an operator must check STABILITY_API_KEY" in error.message
     assert "sk-wrong" not in error.message + error.detail
 
 

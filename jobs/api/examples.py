@@ -315,13 +315,20 @@ PROVIDERS_LIST = operation(
         {
             "name": "local",
             "label": "Local (embedded, offline)",
+            "available": True,
+            "unavailable_reason": "",
             "models": ["camera-motion"],
             "default_model": "camera-motion",
             "sizes": ["1024x576", "576x1024", "768x768"],
             "parameters": {param.name: param.describe() for param in LocalProvider.parameters},
             "cost": 1,
             "min_poll_interval": 0.0,
-            "capabilities": {"supports_cancel": False, "supports_webhook": False, "needs_prompt": False},
+            "capabilities": {
+                "supports_cancel": False,
+                "supports_webhook": False,
+                "needs_prompt": False,
+                "needs_image_url": False,
+            },
         },
     )
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from providers.params import Param
+from providers.params import Param, shared_kind
 from providers.registry import declared_parameters
 
 
@@ -24,11 +24,15 @@ def _parameter_field(declared: list[tuple[str, Param]]) -> serializers.Field:
     help_text = f"{first.meaning} " + "; ".join(
         f"{provider}: {param.span}, default {param.default}" for provider, param in declared
     )
-    if first.kind == "choice":
+    # The same name from two providers may differ in kind: take one that fits both.
+    kind = shared_kind(param for _, param in declared)
+    if kind == "choice":
         choices = list(dict.fromkeys(choice for _, param in declared for choice in param.choices))
         return serializers.ChoiceField(choices=choices, required=False, help_text=help_text)
-    if first.kind == "int":
+    if kind == "int":
         return serializers.IntegerField(required=False, help_text=help_text)
+    if kind == "text":
+        return serializers.CharField(required=False, help_text=help_text)
     return serializers.FloatField(required=False, help_text=help_text)
 
 

@@ -293,11 +293,19 @@ class ProviderCapabilitiesOutput(serializers.Serializer):
     supports_cancel = serializers.BooleanField()
     supports_webhook = serializers.BooleanField()
     needs_prompt = serializers.BooleanField()
+    needs_image_url = serializers.BooleanField(
+        help_text="The provider fetches the image by URL: a job needs PUBLIC_BASE_URL on this install, "
+        "or to be made from an image_url."
+    )
 
 
 class ProviderOutput(serializers.Serializer):
     name = serializers.CharField()
     label = serializers.CharField()
+    available = serializers.BooleanField(help_text="Whether jobs can use this provider on this install.")
+    unavailable_reason = serializers.CharField(
+        allow_blank=True, help_text='Why the provider cannot be used here; "" when it can.'
+    )
     models = serializers.ListField(child=serializers.CharField())
     default_model = serializers.CharField()
     sizes = serializers.ListField(child=serializers.CharField())

@@ -28,7 +28,7 @@ from jobs.creation import check_job_affordable, create_job_from_image
 from jobs.models import ApiKey, Job
 from jobs.serving import serve_file
 from jobs.sources import fetch_image_url, read_data_uri
-from providers.registry import cost_of, enabled_providers
+from providers.registry import PROVIDERS, cost_of, provider_class
 
 # What every operation may answer; each adds only the errors it can really give.
 ERRORS = {
@@ -274,30 +274,35 @@ class JobFile(APIView):
 class ProviderList(APIView):
     @extend_schema(
         operation_id="providers_list",
-        summary="Enabled providers, their parameters and costs",
+        summary="Providers, their parameters and costs, and whether each can be used here",
         description="What `provider`, `model`, `framing` and the parameters of a new job may be, and what a "
-        "video from each provider costs.",
+        "video from each provider costs. A provider this install cannot use is listed with `available: false` "
+        "and `unavailable_reason` saying why (a missing key, say).",
         responses={200: s.ProviderOutput(many=True), **ERRORS},
         examples=ex.PROVIDERS_LIST,
     )
     def get(self, request):
         rows = []
-        for cls in enabled_providers():
-            provider = cls()
+        for name in PROVIDERS:
+            cls = provider_class(name)
+            reason = cls.unavailable_reason()
             rows.append(
                 {
                     "name": cls.name,
                     "label": cls.label,
+                    "available": not reason,
+                    "unavailable_reason": reason,
                     "models": list(cls.models),
                     "default_model": cls.models[0],
                     "sizes": [f"{w}x{h}" for w, h in cls.sizes],
                     "parameters": {param.name: param.describe() for param in cls.parameters},
                     "cost": cost_of(cls.name),
-                    "min_poll_interval": float(provider.min_poll_interval),
+                    "min_poll_interval": float(cls().min_poll_interval),
                     "capabilities": {
                         "supports_cancel": cls.supports_cancel,
                         "supports_webhook": cls.supports_webhook,
                         "needs_prompt": cls.needs_prompt,
+                        "needs_image_url": cls.needs_image_url,
                     },
                 }
             )

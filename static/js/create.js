@@ -60,6 +60,18 @@
       if (!param) return;
       box.querySelector(".param-label").textContent = param.label;
       box.querySelector(".param-meaning").textContent = param.meaning;
+      if (control.tagName === "SELECT") {
+        // This provider's choices, keeping the one picked when it still is one.
+        var picked = control.value;
+        control.innerHTML = "";
+        (param.choices || []).forEach(function (choice) {
+          var option = document.createElement("option");
+          option.value = option.textContent = String(choice);
+          control.appendChild(option);
+        });
+        control.value = (param.choices || []).map(String).indexOf(picked) >= 0 ? picked : String(param.default);
+        return;
+      }
       if (control.type !== "range") return;
       var unit = param.unit ? " " + param.unit : "";
       var value = Number(control.value);

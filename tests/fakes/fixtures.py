@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fakes.pika_server import FakePikaServer
 from tests.fakes.stability_server import FakeStabilityServer
 
 
@@ -22,4 +23,16 @@ def stability_server_fixture(settings) -> Iterator[FakeStabilityServer]:
         settings.STABILITY_BASE_URL = fake.base_url
         settings.STABILITY_API_KEY = fake.api_key
         settings.STABILITY_POLL_INTERVAL = 0.0
+        yield fake
+
+
+@pytest.fixture(name="pika_server")
+def pika_server_fixture(settings) -> Iterator[FakePikaServer]:
+    """A fresh fake Pika, with the settings pointing at it, no poll floor, and
+    the safe fetch allowed to reach it (result downloads, image_url jobs)."""
+    with FakePikaServer(token="pika-test-token") as fake:
+        settings.PIKAPI_BASE_URL = fake.base_url
+        settings.PIKAPI_BEARER_TOKEN = fake.token
+        settings.PIKA_POLL_INTERVAL = 0.0
+        settings.SAFE_FETCH_ALLOW = (fake.address,)
         yield fake

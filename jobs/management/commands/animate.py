@@ -59,13 +59,17 @@ class Command(BaseCommand):
         parser.add_argument("--provider", default=None, help=f"Default: {settings.DEFAULT_PROVIDER}.")
         parser.add_argument("--framing", default=None, help="landscape, portrait or square (default: nearest).")
         parser.add_argument("--user", default=CLI_USER, help="Owner of the job (created if missing).")
-        # The providers' own parameters (--duration, --fps...), from their declarations.
+        # The providers' own parameters (--duration, --fps...), from their declarations;
+        # one whose name an option above already has (Pika's motion: --motion is
+        # motion_bucket_id here) is --provider-<name>.
+        taken = {option for action in parser._actions for option in action.option_strings}
         for name, declared in declared_parameters().items():
             first = declared[0][1]
             spans = "; ".join(f"{provider}: {param.span}, default {param.default}" for provider, param in declared)
+            option = f"--{name.replace('_', '-')}"
             parser.add_argument(
-                f"--{name.replace('_', '-')}",
-                dest=name,
+                option if option not in taken else f"--provider-{name.replace('_', '-')}",
+                dest=f"param_{name}",  # never the dest of an option above
                 type={"int": int, "float": float}.get(first.kind, str),
                 default=None,
                 help=f"{first.meaning} ({spans})",
@@ -89,7 +93,11 @@ class Command(BaseCommand):
                     seed=opts["seed"],
                     cfg_scale=opts["cfg_scale"],
                     motion_bucket_id=opts["motion"],
-                    extra_params={name: opts[name] for name in declared_parameters() if opts[name] is not None},
+                    extra_params={
+                        name: opts[f"param_{name}"]
+                        for name in declared_parameters()
+                        if opts[f"param_{name}"] is not None
+                    },
                     enqueue=False,
                 )
         except JobInputError as exc:
