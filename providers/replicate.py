@@ -19,9 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import Any
 from django.conf import settings
 from PIL import Image
 
-from providers import replicate_api, safe_fetch
+from providers import replicate_api, results
 from providers.base import GenerationRequest, PollContext, PollState, Provider, ProviderError
 from providers.params import MOTION_BUCKET_ID, SEED, Param
 
@@ -278,7 +276,9 @@ class ReplicateProvider(Provider):
                     error_message="Replicate finished without a video. You have not been charged; please try again.",
                     error_detail=f"prediction {prediction.id} output {prediction.output!r}"[:10000],
                 )
-            _download(url, Path(context.video_path))
+            results.download_video(
+                url, Path(context.video_path), max_bytes=MAX_VIDEO_BYTES, deadline=DOWNLOAD_DEADLINE, label="Replicate"
+            )
             return PollState(state="succeeded", progress=1.0, finish_reason="SUCCESS")
         said = prediction.error or prediction.status
         return PollState(
@@ -310,65 +310,4 @@ def _output_url(output: Any) -> str:
         output = output[-1] if output else None
     if isinstance(output, str) and output.startswith(("https://", "http://")):
         return output
-    return ""
-
-
-def _download(url: str, video_path: Path) -> None:
-    """Copy the video now (Replicate deletes it after an hour), check it plays,
-    and move it into place. A failure is retryable: the next poll fetches again.
-
-    Own helper until the shared "fetch a result URL" function lands in providers/.
-    """
-    try:
-        result = safe_fetch.fetch(
-            url, max_bytes=MAX_VIDEO_BYTES, deadline=DOWNLOAD_DEADLINE, accept="video/*", field="Replicate's output"
-        )
-    except safe_fetch.FetchRefused as exc:
-        retry = exc.code in ("unreachable", "too_slow", "http_error")
-        raise ProviderError(
-            "The video could not be copied from Replicate" + ("; we will try again." if retry else "."),
-            retryable=retry,
-            code="bad_video",
-            detail=f"GET {url}: {exc.code}: {exc.message} {exc.detail}",
-        ) from exc
-    video_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=video_path.parent, prefix=f".{video_path.name}.", suffix=".part")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(result.content)
-        problem = _video_problem(tmp)
-        if problem:
-            raise ProviderError(
-                "Replicate sent a damaged video; we will fetch it again.",
-                retryable=True,
-                code="bad_video",
-                detail=f"GET {url}: {len(result.content)} bytes: {problem}",
-            )
-        os.replace(tmp, video_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _video_problem(path: Path) -> str:
-    """Why ``path`` is not a playable MP4 (every packet read, the first frame decoded), or ""."""
-    import av
-
-    try:
-        with av.open(str(path), mode="r") as container:
-            if "mp4" not in container.format.name.split(","):
-                return f"not an MP4 ({container.format.name})"
-            if not container.streams.video:
-                return "no video stream"
-            stream = container.streams.video[0]
-            decoded = False
-            for packet in container.demux(stream):
-                if packet.is_corrupt:
-                    return "a packet is cut short or damaged"
-                if not decoded and packet.size:
-                    decoded = any(True for _frame in packet.decode())
-            if not decoded:
-                return "no decodable frame"
-    except Exception as exc:  # PyAV raises FFmpegError subclasses, and others on junk
-        return f"{type(exc).__name__}: {exc}"
     return ""

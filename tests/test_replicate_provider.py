@@ -167,13 +167,13 @@ def test_a_video_prediction_that_never_finishes_times_out_and_is_cancelled(repli
     assert ledger.balance_of(owner) == 100
 
 
-def test_a_damaged_output_is_fetched_again_on_the_next_poll(replicate_fake):
+def test_an_output_that_could_not_be_fetched_is_fetched_again_on_the_next_poll(replicate_fake):
     replicate_fake.script.fail_next(502, endpoint="file")
     job = drive(make_job(provider="replicate"))
 
     assert job.status == Job.COMPLETED
     assert len(replicate_fake.calls("GET", "/files/")) == 2
-    assert "bad_video" in " ".join(event.message for event in job.events.all())
+    assert "result_unreachable" in " ".join(event.message for event in job.events.all())
 
 
 def test_a_bad_token_fails_the_video_job_as_an_operator_problem(replicate_fake, settings):
