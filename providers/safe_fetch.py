@@ -550,15 +550,24 @@ def _too_slow(field: str, deadline: _Deadline, detail: str = "") -> FetchRefused
 
 
 def _open(
-    checked: CheckedUrl, accept: str, deadline: _Deadline, refuse: _Refuser
+    checked: CheckedUrl,
+    accept: str,
+    deadline: _Deadline,
+    refuse: _Refuser,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> tuple[urllib3.HTTPConnectionPool, urllib3.BaseHTTPResponse]:
-    """Send the GET to the first vetted address that accepts a connection."""
+    """Send the request to the first vetted address that accepts a connection
+    (an address that refuses one was sent nothing, so the next may be tried)."""
     headers = {
         "Host": checked.host_header,
         "Accept": accept,
         "Accept-Encoding": "identity",
         "User-Agent": USER_AGENT,
         "Connection": "close",
+        **(extra_headers or {}),
     }
     problem: Exception | None = None
     for address in checked.addresses:
@@ -568,8 +577,9 @@ def _open(
         pool = _pool(checked, address, _Pin(address, checked.port, deadline, refuse))
         try:
             response = pool.urlopen(
-                "GET",
+                method,
                 checked.target,
+                body=body,
                 headers=headers,
                 retries=False,
                 redirect=False,
@@ -719,5 +729,40 @@ def fetch(
             "too_many_redirects",
             f"{field} redirected more than {max_redirects} times; give the final address instead.",
         )
+    finally:
+        clock.stop()
+
+
+@dataclass(frozen=True)
+class PostAnswer:
+    status: int
+    body: bytes  # at most the ``body_cap`` asked for
+
+
+def post(
+    url: str, body: bytes, *, headers: dict[str, str], timeout: float, field: str, body_cap: int = 2048
+) -> PostAnswer:
+    """POST ``body`` once to ``url`` if it is on public addresses, through the
+    same pinned connection as ``fetch``; the answer, whatever its status.
+
+    A redirect is never followed (it is returned as the answer: following it
+    would resend the body and its headers to wherever it points), and only the
+    first ``body_cap`` bytes of the answer are read. Raises ``FetchRefused``
+    when the URL is refused or no answer came within ``timeout`` seconds.
+    """
+    clock = _Deadline(timeout)
+    try:
+        refuse = _Refuser(field, redirected=False)
+        checked = _check(url, field, redirected=False, timeout=max(clock.remaining(), 0.0))
+        pool, response = _open(checked, "*/*", clock, refuse, method="POST", body=body, extra_headers=headers)
+        try:
+            try:
+                data = response.read(body_cap)
+            except (HTTPError, OSError):
+                data = b""  # the status is the answer; a body cut short does not change it
+            return PostAnswer(response.status, data or b"")
+        finally:
+            response.close()
+            pool.close()
     finally:
         clock.stop()
