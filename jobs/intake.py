@@ -38,6 +38,8 @@ from typing import BinaryIO
 
 from PIL import Image, ImageFile
 
+from providers.image_rules import MAX_JPEG_PIXELS, MAX_PIXELS, MAX_SIDE, ORIENTATION_TRANSPOSE
+
 try:
     from PIL import ImageCms
 except ImportError:  # Pillow built without littlecms: colours are then taken as sRGB.
@@ -45,21 +47,13 @@ except ImportError:  # Pillow built without littlecms: colours are then taken as
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
-# A 40 MP RGBA frame is 160 MB decoded, about what one worker should spend on an upload; it is
-# converted and scaled in bands, so the decoded picture is the only full-size copy (_fit).
-# That bounds PNG, which is decoded whole.
-MAX_PIXELS = 40_000_000
-# A baseline JPEG is decoded by libjpeg at 1/2 to 1/8 scale when the frame needs fewer pixels
-# (see _draft_for_target), so a 48, 50 or 64 MP phone photo costs a few megapixels in memory.
-# Just under Pillow's own 89.5 MP bomb warning, which stays a refusal. A progressive JPEG
-# keeps every coefficient of the full image in memory whatever the scale, so it gets PNG's cap.
-MAX_JPEG_PIXELS = 89_000_000
+# The caps the local renderer also applies (providers.image_rules); a PNG is decoded whole and
+# converted and scaled in bands, so the decoded picture is the only full-size copy (_fit), and
+# a baseline JPEG is decoded at a reduced scale when the frame needs fewer pixels
+# (_draft_for_target).
 # Each scan of a progressive JPEG is another pass over the whole image; encoders write about
 # ten. Thousands of tiny scans make a small file that takes minutes to decode.
 MAX_JPEG_SCANS = 100
-# Caps the long side separately so a 12000x3 sliver cannot sneak under the pixel count and
-# then be scaled up ~1000x to cover the frame.
-MAX_SIDE = 12_000
 
 FRAMINGS: dict[str, tuple[int, int]] = {
     "landscape": (1024, 576),
@@ -73,16 +67,6 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # picture is an ordinary JPEG, which is what we read.
 _PILLOW_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG"}
 
-# The same table ImageOps.exif_transpose uses.
-_ORIENTATION_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 _EXIF_ORIENTATION = 0x0112
 
 _READ_CHUNK = 1024 * 1024
@@ -556,7 +540,7 @@ def _fit(img: Image.Image, orientation: int, target: tuple[int, int]) -> Image.I
     and keeps the small image at three channels; the crop box keeps sub-pixel accuracy
     through the reduction.
     """
-    transpose = _ORIENTATION_TRANSPOSE.get(orientation)
+    transpose = ORIENTATION_TRANSPOSE.get(orientation)
     sw, sh = img.size
     turned = orientation in (5, 6, 7, 8)
     # The target and the cover box in the stored image's axes. The box is centred, and a

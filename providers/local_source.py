@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from providers.image_rules import MAX_JPEG_PIXELS, MAX_PIXELS, MAX_SIDE, ORIENTATION_TRANSPOSE
 from providers.local_render import OVERSAMPLE
 
 try:
@@ -37,25 +38,10 @@ except ImportError:  # Pillow without littlecms: colours are then taken as sRGB
 
 log = logging.getLogger(__name__)
 
-# The intake's caps (jobs/intake.py; a provider does not import from jobs/). An
-# original that passed the intake is within them; this only guards the decode.
-MAX_PIXELS = 40_000_000  # PNG and progressive JPEG, decoded whole
-MAX_JPEG_PIXELS = 89_000_000  # baseline JPEG, decoded at a reduced scale
-MAX_SIDE = 12_000
 # Mean difference (0-255) between a small copy of the framed original and of the
 # normalised frame above which the two are taken to differ (wrong crop, colours).
 MATCH_TOLERANCE = 6.0
 _CHECK_SIZE = 4  # the check compares copies at 1/4 of the frame's size
-
-_ORIENTATION_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 
 @dataclass(frozen=True)
@@ -153,7 +139,7 @@ def _framed_original(path: Path, size: tuple[int, int], zoom: float) -> tuple[Im
             picture = _rgb(img, icc)
             if picture is None:
                 return None
-    transpose = _ORIENTATION_TRANSPOSE.get(orientation)
+    transpose = ORIENTATION_TRANSPOSE.get(orientation)
     if transpose is not None:
         picture = picture.transpose(transpose)
     return picture, cover_box(picture.width, picture.height, size)

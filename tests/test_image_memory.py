@@ -48,7 +48,7 @@ def full_size_fit(img: Image.Image, orientation: int, target: tuple[int, int]) -
     """The reference: the same steps on whole-image copies (turned, flattened onto white, then
     Pillow's resize with its own reduction). Flattening before resampling matches Pillow's
     premultiplied-alpha resize except where Lanczos overshoot at hard alpha edges is clipped."""
-    turn = intake._ORIENTATION_TRANSPOSE.get(orientation)
+    turn = intake.ORIENTATION_TRANSPOSE.get(orientation)
     upright = img.transpose(turn) if turn is not None else img
     upright = intake._onto_white(intake._resamplable(upright))
     sw, sh = upright.size
