@@ -33,11 +33,12 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from PIL import Image
 
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.stability_server import sample_mp4
 
 ASPECTS = {"16:9": (1024, 576), "9:16": (576, 1024), "1:1": (768, 768), "5:2": (1280, 512)}
@@ -85,33 +86,12 @@ class PikaScript:
         return None
 
 
-class FakePikaServer:
+class FakePikaServer(LoopbackServer):
     def __init__(self, token: str = "pika-test") -> None:
         self.token = token
         self.script = PikaScript()
         self.requests: list[Recorded] = []
         self.jobs: dict[str, PikaJob] = {}
-        self._server: ThreadingHTTPServer | None = None
-
-    def __enter__(self) -> FakePikaServer:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.address}"
 
     @property
     def submits(self) -> list[Recorded]:
@@ -271,3 +251,6 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b"<html><body>Your video is ready!</body></html>", "text/html")
         width, height = ASPECTS[job.payload["options"].get("aspectRatio", "16:9")]
         self._send(200, sample_mp4(width, height), "video/mp4")
+
+
+FakePikaServer.handler = _Handler  # defined below the fake it serves

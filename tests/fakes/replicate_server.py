@@ -30,9 +30,10 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.stability_server import sample_mp4
 
 CLIP_VERSION = "8151e1c9f47e696fa316146a2e35812ccf79cfc9eba05b11c7f450155102af70"
@@ -84,35 +85,13 @@ class ReplicateScript:
         return queue.pop(0) if queue else None
 
 
-class FakeReplicateServer:
+class FakeReplicateServer(LoopbackServer):
     def __init__(self, token: str = "r8_test") -> None:
         self.token = token
         self.script = ReplicateScript()
         self.predictions: dict[str, FakePrediction] = {}
         self.requests: list[Recorded] = []
         self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def __enter__(self) -> FakeReplicateServer:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def address(self) -> str:
-        assert self._server is not None
-        return f"127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.address}"
 
     def created(self, model_part: str = "") -> list[FakePrediction]:
         with self.lock:
@@ -285,3 +264,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.fake.advance(prediction)
         self._json(200, self.fake.body(prediction))
+
+
+FakeReplicateServer.handler = _Handler  # defined below the fake it serves

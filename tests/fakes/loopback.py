@@ -1,0 +1,38 @@
+"""What every fake provider server shares: a threaded HTTP server on 127.0.0.1
+with a free port, serving in the background while the ``with`` block runs.
+
+A subclass names its request handler class (``handler``); the handler reaches
+the fake, and its script and records, as ``self.fake``.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar, Self
+
+
+class LoopbackServer:
+    handler: ClassVar[type[BaseHTTPRequestHandler]]
+    _server: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> Self:
+        handler = type("Handler", (self.handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def address(self) -> str:
+        assert self._server is not None
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.address}"
