@@ -48,6 +48,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -56,6 +57,7 @@ from bench_inflight import (
     configure_environment,
     log_excerpt,
     percentile,
+    poll_gaps,
     process_table,
     session_cpu,
     setup_django,
@@ -93,6 +95,7 @@ def timed_fakes():
             self.submitted_at: dict[str, float] = {}
             self.ready_at: dict[str, float] = {}
             self.jobs = StampedJobs(self._stamp)
+            self.looks: list[SimpleNamespace] = []  # every poll: (time, path), as poll_gaps reads them
 
         def _stamp(self, job_id: str) -> None:
             now = time.time()
@@ -100,6 +103,7 @@ def timed_fakes():
             self.ready_at[job_id] = now + self.wait(len(self.submitted_at) - 1)
 
         def job_status(self, job) -> str:
+            self.looks.append(SimpleNamespace(time=time.time(), path=f"/jobs/{job.id}"))
             if job.failed_with:
                 return job.failed_with
             return "finished" if time.time() >= self.ready_at[job.id] else "pending"
@@ -111,6 +115,7 @@ def timed_fakes():
             super().__init__(token)
             self.wait = wait
             self.ready_at: dict[str, float] = {}
+            self.looks: list[SimpleNamespace] = []
 
         def new_prediction(self, model, version, inputs):
             prediction = super().new_prediction(model, version, inputs)
@@ -119,6 +124,7 @@ def timed_fakes():
             return prediction
 
         def advance(self, prediction) -> None:
+            self.looks.append(SimpleNamespace(time=time.time(), path=f"/v1/predictions/{prediction.id}"))
             if time.time() < self.ready_at[prediction.id]:
                 with self.lock:
                     if prediction.status in ("starting", "processing"):
@@ -411,6 +417,11 @@ def run(args: argparse.Namespace) -> int:
         pika_polls = sum(job.polls for job in pika.jobs.values())
         stab_submits = len(stab.jobs)
         stab_polls = sum(t["polls"] for t in stab_timings.values())
+        gaps = {
+            "clip": poll_gaps(replicate.looks, set(replicate.ready_at)),
+            "pika": poll_gaps(pika.looks, set(pika.ready_at)),
+            "stability": poll_gaps(stab.polls, set(stab_timings)),
+        }
         stab_violations = sum(t["floor_violations"] for t in stab_timings.values())
     finally:
         for proc in procs.values():
@@ -446,6 +457,12 @@ def run(args: argparse.Namespace) -> int:
         ("completed -> callback p50/p95/max", stats(fa["handover"]), stats(fb["handover"])),
         ("submits to the provider", f"{len(clip_preds)} CLIP + {pika_submits} Pika", str(stab_submits)),
         ("provider polls per job", f"{clip_gets / n:.2f} CLIP + {pika_polls / n:.2f} Pika", f"{stab_polls / n:.2f}"),
+        (
+            "gap between polls of a job p50/p95",
+            f"{percentile(gaps['clip'], 50):.2f}/{percentile(gaps['clip'], 95):.2f} s CLIP, "
+            f"{percentile(gaps['pika'], 50):.2f}/{percentile(gaps['pika'], 95):.2f} s Pika",
+            f"{percentile(gaps['stability'], 50):.2f}/{percentile(gaps['stability'], 95):.2f} s",
+        ),
         ("worker + sweeper CPU per job", cpu_cell(fa), cpu_cell(fb)),
         ("requests answered in", f"{a['created_in']:.1f} s", f"{b['created_in']:.1f} s"),
         ("wall time of the phase", f"{a['wall']:.1f} s", f"{b['wall']:.1f} s"),
