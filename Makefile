@@ -7,7 +7,7 @@ PORT ?= 8000
 BIND ?= 127.0.0.1:$(PORT)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory clean
+.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-throttle: setup
 
 bench-memory: setup
 	$(PY) bench/bench_memory.py
+
+bench-i2v: setup
+	$(PY) bench/bench_i2v.py
 
 clean:
 	rm -rf $(VENV) var
