@@ -7,9 +7,10 @@ the fake, and its script and records, as ``self.fake``.
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 
 class LoopbackServer:
@@ -36,3 +37,22 @@ class LoopbackServer:
     @property
     def base_url(self) -> str:
         return f"http://{self.address}"
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """Answers with a body of known length; quiet, so test output stays readable."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json", headers: dict | None = None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, payload: Any, headers: dict | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), headers=headers)

@@ -33,12 +33,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from PIL import Image
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackHandler, LoopbackServer
 from tests.fakes.stability_server import sample_mp4
 
 ASPECTS = {"16:9": (1024, 576), "9:16": (576, 1024), "1:1": (768, 768), "5:2": (1280, 512)}
@@ -158,25 +157,13 @@ def _problems(payload: Any) -> list[str]:
     return found
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     fake: FakePikaServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
     def _send(self, status: int, body: bytes, content_type: str = "application/json", headers: dict | None = None):
         self.record.status = status
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: int, payload: Any, headers: dict | None = None) -> None:
-        self._send(status, json.dumps(payload).encode(), headers=headers)
+        super()._send(status, body, content_type, headers)
 
     def _begin(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

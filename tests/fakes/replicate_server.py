@@ -30,10 +30,9 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackHandler, LoopbackServer
 from tests.fakes.stability_server import sample_mp4
 
 CLIP_VERSION = "8151e1c9f47e696fa316146a2e35812ccf79cfc9eba05b11c7f450155102af70"
@@ -151,24 +150,9 @@ class FakeReplicateServer(LoopbackServer):
         }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     fake: FakeReplicateServer
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: int, payload: Any, headers: dict | None = None) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
     def _problem(self, status: int, detail: str, retry_after: float | None = None) -> None:
         headers = {"Retry-After": str(int(retry_after))} if retry_after is not None else None
