@@ -208,41 +208,34 @@ def laplacian_variance(luma: np.ndarray) -> float:
 def render_ours_from_upload(original: Path, normalised: Path, video: Path) -> tuple[float, float]:
     """Ours as the local provider runs it on an upload: the original decoded at the size the move needs."""
     started, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
-    views = camera_path(WIDTH, HEIGHT, seed=SEED, cfg_scale=CFG, motion_bucket_id=MOTION, frames=FRAMES)
-    source = load_source(normalised, original, (WIDTH, HEIGHT), max(view.zoom(WIDTH) for view in views))
-    render_clip(
-        source.image,
-        box=source.box,
-        size=(WIDTH, HEIGHT),
-        seed=SEED,
-        cfg_scale=CFG,
-        motion_bucket_id=MOTION,
-        video_path=video,
-        poster_path=video.with_suffix(".jpg"),
-        fps=FPS,
-        frames=FRAMES,
-    )
+    render_from(original, normalised, video, seed=SEED, motion=MOTION)
     return time.perf_counter() - started, cpu_seconds(resource.RUSAGE_SELF) - cpu
 
 
-def sharpness(original: Path, normalised: Path, *, use_original: bool, seed: int) -> dict[str, float]:
-    views = camera_path(WIDTH, HEIGHT, seed=seed, cfg_scale=CFG, motion_bucket_id=SHARP_MOTION, frames=FRAMES)
-    zoom = max(view.zoom(WIDTH) for view in views)
-    started = time.perf_counter()
-    source = load_source(normalised, original if use_original else None, (WIDTH, HEIGHT), zoom)
-    video = OUT / f"sharp_{'original' if use_original else 'normalised'}_{seed}.mp4"
+def render_from(original: Path | None, normalised: Path, video: Path, *, seed: int, motion: int) -> list:
+    """The local provider's path: the source loaded at the size the move needs, then the clip;
+    returns the camera's views, frame by frame."""
+    views = camera_path(WIDTH, HEIGHT, seed=seed, cfg_scale=CFG, motion_bucket_id=motion, frames=FRAMES)
+    source = load_source(normalised, original, (WIDTH, HEIGHT), max(view.zoom(WIDTH) for view in views))
     render_clip(
         source.image,
         box=source.box,
         size=(WIDTH, HEIGHT),
         seed=seed,
         cfg_scale=CFG,
-        motion_bucket_id=SHARP_MOTION,
+        motion_bucket_id=motion,
         video_path=video,
         poster_path=video.with_suffix(".jpg"),
         fps=FPS,
         frames=FRAMES,
     )
+    return views
+
+
+def sharpness(original: Path, normalised: Path, *, use_original: bool, seed: int) -> dict[str, float]:
+    video = OUT / f"sharp_{'original' if use_original else 'normalised'}_{seed}.mp4"
+    started = time.perf_counter()
+    views = render_from(original if use_original else None, normalised, video, seed=seed, motion=SHARP_MOTION)
     seconds = time.perf_counter() - started
     with av.open(str(video)) as container:
         lumas = [frame.to_ndarray(format="gray") for frame in container.decode(video=0)]
