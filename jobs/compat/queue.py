@@ -334,16 +334,17 @@ class Submit(QueueView):
 
     @extend_schema(exclude=True)  # documented by jobs.compat.queue_openapi
     def post(self, request, model_id: str):
-        return _detail_shape(self._submit(request, model_id))
-
-    @idempotent
-    def _submit(self, request, model_id: str):
+        # Headers first: a replayed Idempotency-Key must not hide a header that is wrong now.
         if request.query_params.get("fal_webhook") or request.headers.get("x-pipelet-webhook"):
             raise QueueError(422, WEBHOOK_MESSAGE)
         wanted = request.headers.get(OUTPUT_HEADER, "").strip().lower()
         if wanted not in ("", "binary"):
             raise QueueError(422, f"{OUTPUT_HEADER} must be 'binary' (a link to the video) or left out (base64).")
         output = QueueRequest.OUTPUT_LINK if wanted else QueueRequest.OUTPUT_BASE64
+        return _detail_shape(self._submit(request, model_id, output))
+
+    @idempotent
+    def _submit(self, request, model_id: str, output: str):
         job = submit_request(
             owner=request.user, model_id=model_id, data=request.data, output=output, on_created=binder(request)
         )
