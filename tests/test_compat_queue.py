@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import uuid
 from datetime import datetime
 
 import av
@@ -497,20 +498,23 @@ def test_without_a_good_key_every_operation_is_401_saying_how_to_send_it(authori
         assert response["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_another_callers_request_and_another_models_path_are_404():
+def test_another_callers_request_and_another_models_path_are_404_and_an_id_that_cannot_be_one_400():
     owner, stranger = queue_client(), queue_client()
     body = submit(owner).json()
     for client, path in (
         (stranger, path_of(body["status_url"])),
         (stranger, path_of(body["response_url"])),
         (owner, f"/queue/camera-motion/requests/{body['request_id']}/status"),
-        (owner, "/queue/local/requests/not-a-uuid/status"),
-        (owner, "/queue/local/requests/not-a-uuid"),
+        (owner, f"/queue/local/requests/{uuid.uuid4()}/status"),
+        (owner, f"/queue/local/requests/{uuid.uuid4()}"),
     ):
         response = client.get(path)
         assert response.status_code == 404, path
         assert response.json() == {"detail": queue.NOT_FOUND_MESSAGE}
     assert stranger.put(path_of(body["cancel_url"])).status_code == 404
+    for path in ("/queue/local/requests/12/status", "/queue/local/requests/12", "/queue/local/requests/12/cancel"):
+        response = owner.put(path) if path.endswith("cancel") else owner.get(path)
+        assert response.status_code == 400 and response.json() == {"detail": queue.BAD_ID_MESSAGE}
     assert Job.objects.get(pk=body["request_id"]).status == Job.QUEUED
     native = owner.get(f"/api/v1/jobs/{body['request_id']}")
     assert native.status_code == 200  # the same job, seen by its owner through the native API
@@ -595,7 +599,8 @@ def test_the_documented_examples_are_the_bodies_the_endpoints_really_answer(djan
         ("queue_submit", "422", "No image"): submit(client, data_uri=""),
         ("queue_submit", "422", "Bad base64"): submit(client, data_uri="!!"),
         ("queue_submit", "422", "Webhook"): submit(client, headers={"x-pipelet-webhook": "https://e.com"}),
-        ("queue_status", "404", "Not found"): client.get("/queue/local/requests/x/status"),
+        ("queue_status", "404", "Not found"): client.get(f"/queue/local/requests/{uuid.uuid4()}/status"),
+        ("queue_status", "400", "Not a request id"): client.get("/queue/local/requests/12/status"),
         ("queue_status", "405", "Not GET"): client.post(path_of(queued["status_url"])),
         ("queue_result", "400", "Still in progress"): client.get(path_of(running["response_url"])),
         ("queue_cancel", "409", "Already completed"): client.put(path_of(done["cancel_url"])),
@@ -631,3 +636,45 @@ def test_support_sees_in_the_admin_which_model_id_a_job_came_in_through(client):
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     page = client.get(f"/admin/jobs/job/{body['request_id']}/change/").content.decode()
     assert "Queue API model id" in page and "local (a signed link (x-pipelet-output))" in page
+
+
+def test_a_large_result_streams_in_bounded_memory(django_capture_on_commit_callbacks):
+    import hashlib
+    import os
+    import tracemalloc
+
+    from django.core.files.storage import default_storage
+
+    client = queue_client()
+    body = submit(client, capture=django_capture_on_commit_callbacks, duration=1).json()
+    job = Job.objects.get(pk=body["request_id"])
+    size = 30 * 1024 * 1024 + 1  # not a multiple of 3, so the last chunk is padded
+    with open(default_storage.path(job.video.name), "wb") as handle:
+        for _ in range(30):
+            handle.write(os.urandom(1024 * 1024))
+        handle.write(b"!")
+    expected = hashlib.sha256()
+    with open(default_storage.path(job.video.name), "rb") as handle:
+        expected.update(base64.b64encode(handle.read()))
+
+    tracemalloc.start()
+    try:
+        response = client.get(path_of(body["response_url"]))
+        streamed, head, length = hashlib.sha256(), b"", 0
+        for chunk in response.streaming_content:
+            if len(head) < 4096:
+                head += chunk[:4096]
+            length += len(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert length == int(response["Content-Length"]) > 4 * size // 3
+    assert peak < 4 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while streaming {size / 1e6:.0f} MB"
+    prefix = b'"data_uri": "'
+    assert head.index(prefix) > 0
+    # The same bytes again, hashed this time: what comes after the prefix is the file's base64.
+    response = client.get(path_of(body["response_url"]))
+    data = b"".join(response.streaming_content)
+    start = data.index(prefix) + len(prefix)
+    streamed.update(data[start : data.index(b'"', start)])
+    assert streamed.hexdigest() == expected.hexdigest()

@@ -85,6 +85,7 @@ HOW_TO_SEND = "Send your API key as 'Authorization: Key <key>' or 'Authorization
 NO_KEY_MESSAGE = f"Authentication required. {HOW_TO_SEND}"
 BAD_KEY_MESSAGE = f"The API key is wrong or revoked. {HOW_TO_SEND}"
 NOT_FOUND_MESSAGE = "No request with this id for this model and key."
+BAD_ID_MESSAGE = "This is not a request id: ids are UUIDs, as POST /queue/{modelId} answers them in request_id."
 WWW_AUTHENTICATE = 'Bearer realm="i2v", Key realm="i2v"'
 OUTPUT_HEADER = "x-pipelet-output"
 WEBHOOK_MESSAGE = "Callbacks (fal_webhook, x-pipelet-webhook) are not available here yet; poll status_url instead."
@@ -360,11 +361,12 @@ class Submit(QueueView):
 
 def find_request(owner_id, model_id: str, request_id: str) -> Job:
     """The caller's job behind ``request_id`` if it was asked for under ``model_id``
-    (or fal's app id of it); ``QueueError`` 404 otherwise."""
+    (or fal's app id of it); ``QueueError`` 404 otherwise, 400 for an id that
+    cannot be one (as Pipelet answers)."""
     try:
         job_id = uuid.UUID(request_id)
     except ValueError:
-        raise QueueError(404, NOT_FOUND_MESSAGE) from None
+        raise QueueError(400, BAD_ID_MESSAGE) from None
     job = Job.objects.filter(pk=job_id, owner_id=owner_id).select_related("queue_request").first()
     asked = getattr(job, "queue_request", None) if job is not None else None
     if asked is None or model_id not in (asked.model_id, fal_app_id(asked.model_id)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 
 from jobs.compat.queue import (
+    BAD_ID_MESSAGE,
     BAD_KEY_MESSAGE,
     NO_KEY_MESSAGE,
     NOT_FOUND_MESSAGE,
@@ -83,6 +84,7 @@ NOT_FOUND = _detail(
     "model, is not found either).",
     Not_found=NOT_FOUND_MESSAGE,
 )
+BAD_ID = _detail("The request id cannot be one of ours.", Not_a_request_id=BAD_ID_MESSAGE)
 LOG_LINE = {"type": "object", "required": ["message", "level", "source", "timestamp"]}
 
 SCHEMAS: dict[str, dict] = {
@@ -212,7 +214,11 @@ REQUEST_PARAMETER = {
     "in": "path",
     "name": "requestId",
     "required": True,
-    "schema": {"type": "string"},
+    "schema": {
+        "type": "string",
+        "format": "uuid",
+        "pattern": "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$",
+    },
     "description": "The `request_id` the create answered.",
     "example": REQUEST_ID,
 }
@@ -392,6 +398,7 @@ STATUS = {
                 ],
             },
         ),
+        "400": BAD_ID,
         "401": UNAUTHORIZED,
         "404": NOT_FOUND,
         "405": _detail("Only GET.", Not_GET='Method "POST" not allowed.'),
@@ -415,8 +422,9 @@ CANCEL = {
     "responses": {
         "204": {"description": "Cancelled; nothing is charged."},
         "400": _detail(
-            "`Authorization: Key` callers: too late to cancel.",
+            "`Authorization: Key` callers: too late to cancel. Anyone: the request id cannot be one of ours.",
             Too_late={"detail": "This job is already completed; there is nothing to cancel.", "status": "COMPLETED"},
+            Not_a_request_id=BAD_ID_MESSAGE,
         ),
         "401": UNAUTHORIZED,
         "404": NOT_FOUND,
@@ -472,11 +480,12 @@ RESULT = {
             },
         ),
         "400": _detail(
-            "Not finished yet; poll the status.",
+            "Not finished yet; poll the status. Or the request id cannot be one of ours.",
             Still_in_progress={
                 "detail": "Request is still IN_PROGRESS: poll its status_url until it is COMPLETED.",
                 "status": "IN_PROGRESS",
             },
+            Not_a_request_id=BAD_ID_MESSAGE,
         ),
         "401": UNAUTHORIZED,
         "404": NOT_FOUND,
