@@ -678,3 +678,15 @@ def test_a_large_result_streams_in_bounded_memory(django_capture_on_commit_callb
     start = data.index(prefix) + len(prefix)
     streamed.update(data[start : data.index(b'"', start)])
     assert streamed.hexdigest() == expected.hexdigest()
+
+
+def test_a_lost_database_connection_is_503_in_this_apis_shape():
+    from django.db import OperationalError
+    from django.test import RequestFactory
+
+    from jobs.middleware import DatabaseOutageMiddleware
+
+    request = RequestFactory().get("/queue/local/requests/0b7f1a52-3c5e-4d1a-9f6b-2a8c4e6d1f90/status")
+    response = DatabaseOutageMiddleware(lambda request: None).process_exception(request, OperationalError("gone"))
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert set(json.loads(response.content)) == {"detail"}
