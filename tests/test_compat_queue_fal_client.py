@@ -55,8 +55,9 @@ def workers(cluster_factory):
 def fal(web, monkeypatch):
     # fal-client builds its submit URL from this module global; the rest come from our answers.
     monkeypatch.setattr(fal_client.client, "QUEUE_URL_FORMAT", f"{web.url}/queue/")
-    client = key_client()
-    return fal_client.SyncClient(key=client.raw_key), client
+    owner = key_client()
+    monkeypatch.setenv("FAL_KEY", owner.raw_key)  # read by a client made without a key, as fal's docs say
+    return fal_client.SyncClient(), owner
 
 
 def test_fal_client_submits_sees_queue_positions_and_logs_cancels_and_gets_a_playable_video(fal, workers):

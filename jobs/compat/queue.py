@@ -247,8 +247,8 @@ def submit_request(*, owner, model_id: str, data, output: str, on_created=None) 
             "unknown_field",
         )
     prompt, negative_prompt = _text(data, "prompt"), _text(data, "negative_prompt")
-    data_uri, image_url = _text(data, "data_uri"), _text(data, "image_url").strip()
-    if bool(data_uri.strip()) == bool(image_url):
+    data_uri, image_url = _text(data, "data_uri").strip(), _text(data, "image_url").strip()
+    if bool(data_uri) == bool(image_url):
         raise JobInputError(
             "data_uri",
             "Send the image as exactly one of data_uri (base64, bare or data:image/...;base64,) or image_url.",
