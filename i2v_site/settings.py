@@ -359,6 +359,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "jobs.compat_openapi.add_compat_endpoints",  # the Stability-compatible endpoints, two of them plain views
         "jobs.compat.i2v_openapi.add_i2v_endpoint",  # the I2V-compatible endpoint, in FastAPI's error shape
+        "jobs.compat.queue_openapi.add_queue_endpoints",  # the queue-style API of Pipelet and fal clients
     ],
 }
 

@@ -43,7 +43,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from jobs import actions, ledger
 from jobs.accounts import email_taken
 from jobs.creation import JobInputError
-from jobs.models import CallbackDelivery, CreditAccount, Job, JobEvent, LedgerEntry, Upload
+from jobs.models import CallbackDelivery, CreditAccount, Job, JobEvent, LedgerEntry, QueueRequest, Upload
 from jobs.queue_position import queue_position
 from jobs.staff_files import staff_file_url
 from jobs.webhooks import outbox
@@ -365,7 +365,21 @@ class JobAdmin(ReadOnly, BigTableAdmin):
     inlines = [JobEventInline, JobLedgerInline, CallbackDeliveryInline]
     actions = ["retry_jobs", "cancel_jobs", "refund_jobs"]
     fieldsets = (
-        (None, {"fields": ("id", "owner", "status", "progress_pct", "status_message", "place_in_queue", "request_id")}),
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "owner",
+                    "status",
+                    "progress_pct",
+                    "status_message",
+                    "place_in_queue",
+                    "request_id",
+                    "queue_api",
+                )
+            },
+        ),
         (
             "What the user gave and got",
             {"fields": ("original_preview", "image_preview", "poster_preview", "video_player", "upload")},
@@ -459,6 +473,12 @@ class JobAdmin(ReadOnly, BigTableAdmin):
         if not rows:
             return "—"
         return format_html_join(mark_safe("<br>"), "{}: {}", rows)
+
+    @admin.display(description="queue API model id")
+    def queue_api(self, obj):
+        # Which /queue/{modelId} the job came in through, and how its result is given.
+        asked = QueueRequest.objects.filter(job=obj).first()
+        return "—" if asked is None else f"{asked.model_id} ({asked.get_output_display()})"
 
     @admin.display(description="position in queue")
     def place_in_queue(self, obj):

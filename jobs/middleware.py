@@ -40,6 +40,8 @@ class ApiBodyLimitMiddleware:
                 message = f"The request body is too large; images must be {_limit_mb()} or smaller."
                 if request.path.startswith("/api/img2video"):
                     body = {"error": message}  # the Stability-style shape
+                elif request.path.startswith("/queue/"):
+                    body = {"detail": message}  # the queue-style (Pipelet, fal) shape
                 else:
                     body = {"error": {"status": 413, "code": "too_large", "message": message}}
                 response = JsonResponse(body, status=413)
@@ -73,6 +75,8 @@ class DatabaseOutageMiddleware:
         if request.path.startswith(API_PREFIXES):
             if request.path.startswith("/api/img2video"):
                 body = {"error": self.MESSAGE}  # the Stability-style shape
+            elif request.path.startswith("/queue/"):
+                body = {"detail": self.MESSAGE}  # the queue-style (Pipelet, fal) shape
             else:
                 body = {"error": {"status": 503, "code": "database_unavailable", "message": self.MESSAGE}}
             response = JsonResponse(body, status=503)

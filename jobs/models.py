@@ -397,3 +397,20 @@ class CallbackAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.status_code or self.error[:40]}"
+
+
+class QueueRequest(models.Model):
+    """A job made through the queue-style API (``jobs.compat.queue``): the model id
+    it was asked for under, which its URLs carry and which must match on every
+    later call, and how its result is to be given."""
+
+    OUTPUT_BASE64 = "base64"
+    OUTPUT_LINK = "link"
+    OUTPUT_CHOICES = [(OUTPUT_BASE64, "base64 MP4 in the JSON"), (OUTPUT_LINK, "a signed link (x-pipelet-output)")]
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, primary_key=True, related_name="queue_request")
+    model_id = models.CharField(max_length=200)
+    output = models.CharField(max_length=8, choices=OUTPUT_CHOICES, default=OUTPUT_BASE64)
+
+    def __str__(self) -> str:
+        return f"{self.model_id} request {self.job_id}"

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from jobs import actions, pipeline
 from jobs.compat.i2v_openapi import TAG as I2V_TAG
+from jobs.compat.queue_openapi import TAG as QUEUE_TAG
 from jobs.compat_openapi import TAG as COMPAT_TAG
 from jobs.models import Job
 from tests.api_helpers import image_file, key_client
@@ -98,6 +99,10 @@ def is_i2v_compat(operation: dict) -> bool:
     return I2V_TAG in operation.get("tags", [])
 
 
+def is_queue_compat(operation: dict) -> bool:
+    return QUEUE_TAG in operation.get("tags", [])
+
+
 def needs_a_key(operation: dict) -> bool:
     # No security requirement, or an empty one among them, means "or no credentials at all".
     return bool(operation.get("security")) and {} not in operation["security"]
@@ -161,7 +166,7 @@ def is_binary(content: dict) -> bool:
 
 def test_every_operation_has_examples_for_its_request_and_responses(schema):
     labels = [label for label, _ in operations(schema)]
-    assert len(labels) == 16, labels
+    assert len(labels) == 20, labels
     missing = [
         f"{label} {status} {media_type}"
         for label, operation in operations(schema)
@@ -191,7 +196,10 @@ def test_a_file_answer_has_no_example_but_says_in_its_description_what_comes_bac
         for status, response in operation["responses"].items()
         if "content" not in response
     ]
-    assert bodiless == ["DELETE /api/v1/keys/{prefix} 204"]
+    assert bodiless == [
+        "DELETE /api/v1/keys/{prefix} 204",
+        "PUT /queue/{modelId}/requests/{requestId}/cancel 204",  # Pipelet's answer: 204 No Content
+    ]
 
 
 # A plain Django view, kept lean on purpose: it has no per-key rate limit, so no 429.
@@ -216,6 +224,9 @@ def test_every_example_has_a_value_and_every_error_example_its_own_status(schema
                 if status.startswith(("4", "5")) and is_i2v_compat(operation):  # FastAPI's shape
                     detail = example["value"]["detail"]
                     assert isinstance(detail, list if status == "422" else str) and detail, f"{label} {status} {name}"
+                elif status.startswith(("4", "5")) and is_queue_compat(operation):  # Pipelet's and fal's shape
+                    detail = example["value"]["detail"]
+                    assert isinstance(detail, str) and detail, f"{label} {status} {name}"
                 elif status.startswith(("4", "5")):
                     error = example["value"]["error"]
                     if is_compat(operation):  # the spec's shape: the message alone, the status is the HTTP one
