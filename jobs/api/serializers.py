@@ -314,7 +314,10 @@ class ProviderOutput(serializers.Serializer):
         help_text="What the provider takes, by the name a create request gives it: seed, cfg_scale and "
         "motion_bucket_id for every provider, then its own (the local provider's duration and fps).",
     )
-    cost = serializers.IntegerField(help_text="Credits charged per successful video.")
+    cost = serializers.IntegerField(help_text="Credits charged per successful video of the default model.")
+    model_costs = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Credits charged per successful video, by model."
+    )
     min_poll_interval = serializers.FloatField(help_text="Seconds between polls of the provider.")
     capabilities = ProviderCapabilitiesOutput()
 
