@@ -147,14 +147,8 @@ def save_base64_video(
 
 def _data_uri_error(exc: data_uri.DataUriError, *, label: str, what: str) -> ProviderError:
     detail = f"{what}: {exc.message}; the body began {exc.body_start[:500]!r}"
-    if exc.problem == "truncated":
-        return ProviderError(
-            f"The video download from {label} was cut short; we will fetch it again.",
-            retryable=True,
-            code="bad_video",
-            detail=detail,
-            status=200,
-        )
+    # A body cut short in transit raised a RequestException already (a retry);
+    # one that arrived whole and still ends inside its JSON is simply malformed.
     if exc.problem == "bad_base64":
         message = f"{label} sent a video we could not decode. Nothing was charged; please try again."
         return ProviderError(message, code="bad_video", detail=detail, status=200)
