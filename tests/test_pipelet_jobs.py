@@ -105,6 +105,17 @@ def test_the_dashboards_live_status_carries_pipelets_queue_place(pipelet_server,
     assert re.search(r'id="job-queue-n">3<', page)
 
 
+def test_the_admin_shows_pipelets_queue_place_and_its_settings(pipelet_server, client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True, username="support"))
+    job = advance(pipelet_job(extra_params={"duration": 7, "height": 480}))
+
+    page = client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+
+    place = re.search(r"position in queue:?</label>\s*<div[^>]*>(.*?)</div>", page, re.S | re.I)
+    assert place and place[1].strip() == "3"
+    assert "Duration: 7 s" in page and "Resolution (height): 480" in page
+
+
 def test_a_job_without_a_prompt_gets_the_default_prompt_when_no_clip_is_configured(pipelet_server, settings):
     settings.REPLICATE_API_TOKEN = ""
     settings.DEFAULT_PROMPT = "the scene comes gently to life"

@@ -182,8 +182,11 @@ class ParametersOutput(ProviderParameterFields):
         "from the photo), default (the server's DEFAULT_PROMPT); empty while there is none.",
     )
     negative_prompt = serializers.CharField()
-    width = serializers.IntegerField()
-    height = serializers.IntegerField()
+    width = serializers.IntegerField(help_text="The frame's width in pixels (the job's framing).")
+    # Pipelet's own parameter has this name: its value is the one shown for a Pipelet job.
+    height = serializers.IntegerField(
+        help_text="The frame's height in pixels; for a Pipelet job, the height asked of Pipelet (720 or 480)."
+    )
 
 
 class ErrorInfoOutput(serializers.Serializer):
