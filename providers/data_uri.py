@@ -366,7 +366,9 @@ class JsonVideoScanner:
             assert self.sink is not None
             self.sink.finish()
             sink, self.sink = self.sink, None
-            self.found = Found(field=self.target_field, size=sink.written, link=sink.link.decode("ascii", "replace"))
+            self.found = Found(
+                field=self.target_field, size=sink.written, link=sink.link.decode("ascii", "replace").strip()
+            )
         self._value_done()
 
     # --- numbers, true, false, null ------------------------------------------------

@@ -93,6 +93,16 @@ def test_an_api_job_shows_its_queue_place_then_progress_and_ends_in_a_decoded_vi
     assert job.provider_job_id == f"wan22-fast-i2v:{next(iter(pipelet_server.jobs))}"
 
 
+def test_with_binary_output_the_job_ends_in_the_video_behind_pipelets_link(pipelet_server, settings):
+    settings.PIPELET_OUTPUT = "binary"
+    job = run_until_final(pipelet_job(), rounds=12)
+
+    assert job.status == Job.COMPLETED
+    assert pipelet_server.creates[0].headers["x-pipelet-output"] == "binary"
+    assert media.probe_video(Path(job.video.path)).height == 720
+    assert [r.status for r in pipelet_server.requests if r.path.startswith("/s3/")] == [200]
+
+
 def test_the_dashboards_live_status_carries_pipelets_queue_place(pipelet_server, client):
     owner = UserFactory()
     client.force_login(owner)
