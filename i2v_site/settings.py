@@ -378,6 +378,18 @@ STABILITY_BASE_URL = env_url("STABILITY_BASE_URL", "https://api.stability.ai")
 # Stability: "errors may occur if you poll more than once every 10 seconds".
 STABILITY_POLL_INTERVAL = env_float("STABILITY_POLL_INTERVAL", 10.0, minimum=0.0)
 
+# Pipelet (Wan 2.2 fast image-to-video); enabled when the key is set.
+PIPELET_API_KEY = env_str("PIPELET_API_KEY", "")
+PIPELET_BASE_URL = env_url("PIPELET_BASE_URL", "https://batch.pipelet.net")
+# Seconds between polls of one Pipelet job (a video takes 90-180 s once started).
+PIPELET_POLL_INTERVAL = env_float("PIPELET_POLL_INTERVAL", 5.0, minimum=0.0)
+# How Pipelet hands over the video: "base64" inside the result's JSON (its
+# documented default, decoded as it streams in) or "binary" (a presigned https
+# link, fetched at once through the safe fetch). Either answer is understood.
+PIPELET_OUTPUT = env_str("PIPELET_OUTPUT", "base64").lower()
+if PIPELET_OUTPUT not in ("base64", "binary"):
+    raise ImproperlyConfigured(f"PIPELET_OUTPUT must be base64 or binary; got {PIPELET_OUTPUT!r}.")
+
 # The original I2V API's variables (Pika, Replicate, G.A.M.E callbacks).
 PIKAPI_BEARER_TOKEN = env_str("PIKAPI_BEARER_TOKEN", "")
 PIKAPI_BASE_URL = env_url("PIKAPI_BASE_URL", "https://api.pikapikapika.io/web")
@@ -420,7 +432,8 @@ CALLBACK_TIMEOUT = env_float("CALLBACK_TIMEOUT", 10.0, minimum=0.5)
 
 # Credits a new account starts with.
 STARTING_CREDITS = env_int("STARTING_CREDITS", 100, minimum=0)
-# Credits charged per successful job, by provider name; overrides the registry.
+# Credits charged per successful job, by provider name (or provider/model for one
+# model: pipelet/wan22-fast-i2v-pro=30, which wins); overrides the registry.
 PROVIDER_COSTS = _read("PROVIDER_COSTS", env.dict, {})
 
 # --- Logging ----------------------------------------------------------------

@@ -31,7 +31,10 @@ def _before_provider(job: Job) -> bool:
 
 
 def _provider_can_stop(job: Job) -> bool:
-    return get_provider(job.provider).supports_cancel and job.status != Job.FINALIZING
+    provider = get_provider(job.provider)
+    if provider.cancels_only_queued and job.status == Job.RUNNING:
+        return False  # it told us it started: it can no longer stop it
+    return provider.supports_cancel and job.status != Job.FINALIZING
 
 
 def can_cancel(job: Job) -> bool:
@@ -64,17 +67,18 @@ def cancel_job(job: Job, *, by=None) -> Job:
             return job
         return cancel_job(job, by=by)  # it moved on meanwhile: decide again
     provider = get_provider(job.provider)
+    said = getattr(provider, "remote_name", "") or provider.label or job.provider
+    started = f"{said} has started this video and cannot stop it; it will finish on its own."
     if not _provider_can_stop(job):
-        raise ActionRefused(
-            f"This job is already with {provider.label or job.provider}, which cannot stop it; "
-            "it will finish on its own."
-        )
+        if provider.supports_cancel and job.status == Job.RUNNING:
+            raise ActionRefused(started)
+        raise ActionRefused(f"This job is already with {said}, which cannot stop it; it will finish on its own.")
     try:
         agreed = provider.cancel(job.provider_job_id)
     except ProviderError as exc:
         raise ActionRefused(f"The provider did not accept the cancel: {exc.message}") from exc
     if not agreed:
-        raise ActionRefused("The provider has already started this job and cannot stop it.")
+        raise ActionRefused(started)
     pipeline.transition(
         job,
         Job.CANCELLED,

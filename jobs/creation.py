@@ -127,6 +127,10 @@ def validate_parameters(
             values[param.name] = param.parse(common[param.name] if param.name in common else given.get(param.name))
         except ParamError as exc:
             raise JobInputError(exc.name, exc.message, exc.code) from None
+    try:
+        cls.check_values(values)  # the provider's rules between parameters (Pipelet: duration by height)
+    except ParamError as exc:
+        raise JobInputError(exc.name, exc.message, exc.code) from None
     return {
         "provider": provider,
         "model": model,
@@ -220,7 +224,7 @@ def create_job(
             created_at=now,
             # If the queue loses the task, the sweeper hands it over again.
             next_poll_at=now + timedelta(seconds=settings.JOB_DISPATCH_GRACE),
-            cost=cost_of(params["provider"]),
+            cost=cost_of(params["provider"], params["model"]),
             **params,
         )
         ledger.hold(job, job.cost)
@@ -260,7 +264,7 @@ def check_job_affordable(
     )
     if prompt is not None:
         plan_prompt(params["provider"], prompt)
-    cost = cost_of(params["provider"])
+    cost = cost_of(params["provider"], params["model"])
     balance = ledger.balance_of(owner)
     if balance < cost:
         raise ledger.InsufficientCredits(balance, cost)

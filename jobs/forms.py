@@ -13,7 +13,7 @@ from jobs.intake import FRAMINGS
 from jobs.models import Job
 from providers.base import Provider
 from providers.params import CFG_SCALE, MOTION_BUCKET_ID, SEED_MAX, Param, format_number, shared_kind, specific
-from providers.registry import PROVIDERS, cost_of, declared_parameters, provider_class
+from providers.registry import PROVIDERS, cost_of, declared_parameters, model_costs, provider_class
 
 FRAMING_LABELS = {"landscape": "Landscape", "portrait": "Portrait", "square": "Square"}
 
@@ -30,21 +30,36 @@ class ProviderOption:
     needs_prompt: bool
     parameters: tuple[Param, ...] = ()  # its own, beyond the common ones
     unavailable_reason: str = ""  # why it cannot be chosen here ("" when it can)
+    model_costs: dict[str, int] | None = None  # each model's cost, when they differ
 
     @property
     def cost_label(self) -> str:
-        return f"{self.cost} credit{'s' if self.cost != 1 else ''}"
+        costs = sorted(set((self.model_costs or {}).values()))
+        if len(costs) > 1:
+            return f"{costs[0]}–{costs[-1]} credits by model"
+        return credits_label(self.cost)
+
+    def cost_of(self, model: str | None) -> int:
+        return (self.model_costs or {}).get(model or "", self.cost)
+
+    def cost_label_for(self, model: str | None) -> str:
+        return credits_label(self.cost_of(model))
 
     def as_json(self) -> dict:
         return {
             "name": self.name,
             "cost": self.cost,
+            "model_costs": dict(self.model_costs or {}),
             "available": self.available,
             "unavailable_reason": self.unavailable_reason,
             "models": list(self.models),
             "needs_prompt": self.needs_prompt,
             "parameters": [control_data(param) for param in self.parameters],
         }
+
+
+def credits_label(cost: int) -> str:
+    return f"{cost} credit{'s' if cost != 1 else ''}"
 
 
 def control_data(param: Param) -> dict:
@@ -123,6 +138,7 @@ def provider_options() -> list[ProviderOption]:
                 name=name,
                 label=cls.label or name,
                 cost=cost_of(name),
+                model_costs=model_costs(name),
                 available=not reason,
                 models=tuple(cls.models),
                 needs_prompt=cls.needs_prompt,

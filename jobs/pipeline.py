@@ -263,6 +263,7 @@ def step_submit(job: Job) -> Next:
         extra=dict(job.extra_params),
         source_path=media.local_original(job) if provider.uses_original else None,
         image_url=links.provider_image_url(job.upload) if provider.needs_image_url else "",
+        model=job.model,
     )
     try:
         provider_job_id = provider.submit(request)

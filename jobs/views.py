@@ -103,8 +103,10 @@ def _render_create(
 ):
     options = provider_options()
     chosen = form["provider"].value()
+    selected = next((o for o in options if o.name == chosen), options[0])
     context = {
-        "selected": next((o for o in options if o.name == chosen), options[0]),
+        "selected": selected,
+        "selected_cost_label": selected.cost_label_for(form["model"].value()),
         "form": form,
         "image_error": image_error,
         "providers": options,
@@ -207,7 +209,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return _render_create(request, form, status=400, reuse=reuse)
     data = form.cleaned_data
     # Checked before the image is stored; ledger.hold in create_job stays the real guard.
-    balance, cost = balance_of(request.user), cost_of(data["provider"])
+    balance, cost = balance_of(request.user), cost_of(data["provider"], data["model"])
     if cost > balance:
         form.add_error("provider", InsufficientCredits(balance, cost).message)
         return _render_create(request, form, status=402, reuse=reuse)

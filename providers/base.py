@@ -82,6 +82,12 @@ class GenerationRequest:
     # A URL the provider can fetch the image from (a signed link under
     # PUBLIC_BASE_URL, else the URL the image came from), or "" when there is none.
     image_url: str = ""
+    # The provider's model the job chose ("" for the provider's first).
+    model: str = ""
+    # A second image to end the video on (the last frame), for providers that take one.
+    tail_image_path: Path | None = None
+    # Where the provider may call back when the job changes, or "" for none.
+    webhook_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,10 @@ class Provider(ABC):
     # common settings first, then its own.
     parameters: ClassVar[tuple[Param, ...]] = COMMON
     seed_max: ClassVar[int] = SEED_MAX
+    # Credits per successful video; ``model_costs`` prices models that differ
+    # from ``cost`` (read through ``registry.cost_of``, which settings may override).
     cost: ClassVar[int] = 1
+    model_costs: ClassVar[dict[str, int]] = {}
     # The least time between two polls of one job, in seconds.
     min_poll_interval: ClassVar[float] = 0.0
     # Whether poll() does the work itself (renders on this machine) rather than
@@ -156,6 +165,9 @@ class Provider(ABC):
     uses_original: ClassVar[bool] = False
     # Whether the provider fetches the image itself, by URL (GenerationRequest.image_url).
     needs_image_url: ClassVar[bool] = False
+    # Whether a cancel can only stop a job the provider has not started (our
+    # ``running``): pages then stop offering it once the provider says it started.
+    cancels_only_queued: ClassVar[bool] = False
 
     @classmethod
     def is_enabled(cls) -> bool:
@@ -181,6 +193,13 @@ class Provider(ABC):
                 "an operator must set PUBLIC_BASE_URL (API jobs made from an image_url can still use it)."
             )
         return reason
+
+    @classmethod
+    def check_values(cls, values: dict) -> None:
+        """Rules between parameters (each already checked on its own): raise
+        ``ParamError`` naming the parameter and what would work. ``values``
+        holds every declared parameter by name, defaults filled in."""
+        return None  # no rules between parameters unless a provider has some
 
     @abstractmethod
     def submit(self, request: GenerationRequest) -> str:

@@ -16,6 +16,7 @@ PROVIDERS: dict[str, str] = {
     "stability": "providers.stability.StabilityProvider",
     "pika": "providers.pika.PikaProvider",
     "replicate": "providers.replicate.ReplicateProvider",
+    "pipelet": "providers.pipelet.PipeletProvider",
 }
 
 
@@ -42,10 +43,24 @@ def enabled_providers() -> list[type[Provider]]:
     return [provider_class(name) for name in PROVIDERS if provider_class(name).is_enabled()]
 
 
-def cost_of(name: str) -> int:
-    """Credits for one successful job; settings may override the registry."""
-    override = settings.PROVIDER_COSTS.get(name)
-    return int(override) if override not in (None, "") else provider_class(name).cost
+def cost_of(name: str, model: str | None = None) -> int:
+    """Credits for one successful job of ``model`` (the provider's first when
+    not given). ``PROVIDER_COSTS`` overrides the declaration: a
+    ``provider/model`` entry for that model, else a ``provider`` entry for all
+    its models; without either, the model's own cost (``model_costs``), else
+    the provider's ``cost``."""
+    cls = provider_class(name)
+    model = model or cls.models[0]
+    for key in (f"{name}/{model}", name):
+        override = settings.PROVIDER_COSTS.get(key)
+        if override not in (None, ""):
+            return int(override)
+    return int(cls.model_costs.get(model, cls.cost))
+
+
+def model_costs(name: str) -> dict[str, int]:
+    """Each model's cost (``cost_of``), in the order the provider lists them."""
+    return {model: cost_of(name, model) for model in provider_class(name).models}
 
 
 def declared_parameters() -> dict[str, list[tuple[str, Param]]]:

@@ -1,16 +1,18 @@
 """Saving a provider's video: from a response body, or from a result URL.
 
-Two ways a remote provider hands over its video, one function each:
+Three ways a remote provider hands over its video, one function each:
 
 - ``save_video(response, path, ...)``: the body of a response we already hold
   (Stability's result ``GET``);
+- ``save_base64_video(response, path, ...)``: a base64 video inside a JSON
+  body (Pipelet's ``video.data_uri``), decoded as it streams in;
 - ``download_video(url, path, ...)``: a URL the provider names (Pika's
   ``resultUrl``, Replicate's outputs), fetched through the safe fetch (public
   addresses only: the URL is the provider's word, and we do not let it point
   us inside our own network; ``SAFE_FETCH_ALLOW`` lets tests reach 127.0.0.1).
 
-Both stream to a temporary file next to ``path`` under a byte cap, check that
-it is a playable MP4 (``video_problem``), and only then move it into place,
+Each streams to a temporary file next to ``path`` under a byte cap, checks that
+it is a playable MP4 (``video_problem``), and only then moves it into place,
 so ``path`` is either absent or a whole video: a poll repeated after a crash
 overwrites the same file and leaves no scraps. Every failure is a
 ``ProviderError`` a person can read, with what went wrong kept in ``detail``.
@@ -27,7 +29,7 @@ from typing import BinaryIO
 
 import requests
 
-from providers import safe_fetch
+from providers import data_uri, safe_fetch
 from providers.base import ProviderError
 
 CHUNK_BYTES = 64 * 1024
@@ -50,8 +52,16 @@ def _staged(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
         tmp.unlink(missing_ok=True)
 
 
-def _check_and_place(tmp: Path, path: Path, *, label: str, what: str, received: int) -> None:
+def _check_and_place(tmp: Path, path: Path, *, label: str, what: str, received: int, whole: bool = False) -> None:
     problem = video_problem(tmp)
+    if problem and whole:
+        # The body arrived complete (its JSON closed): fetching again gives the same bytes.
+        raise ProviderError(
+            f"{label} sent a video that cannot be played. Nothing was charged; please try again.",
+            code="bad_video",
+            detail=f"{what}: {received} bytes decoded: {problem}",
+            status=200,
+        )
     if problem:
         # A copy cut short is cured by fetching again (results are kept a while).
         raise ProviderError(
@@ -96,6 +106,59 @@ def save_video(
         out.close()
         _check_and_place(tmp, path, label=label, what=what, received=received)
     return received
+
+
+def save_base64_video(
+    response: requests.Response,
+    path: Path,
+    *,
+    label: str,
+    what: str,
+    max_bytes: int = MAX_VIDEO_BYTES,
+    fields: tuple[tuple[str, ...], ...] = (("video", "data_uri"), ("video", "data_url")),
+) -> data_uri.Found:
+    """Decode the base64 video at ``fields`` of ``response``'s JSON body to
+    ``path`` while the body streams in (``providers/data_uri.py``), then check
+    it and move it into place; closes the response. When the field holds an
+    http(s) link instead, nothing is written and ``Found.link`` is it: the
+    caller downloads it (``download_video``)."""
+    path = Path(path)
+    with _staged(path) as (out, tmp):
+        try:
+            found = data_uri.extract(response.iter_content(CHUNK_BYTES), out, max_bytes=max_bytes, fields=fields)
+        except data_uri.DataUriError as exc:
+            raise _data_uri_error(exc, label=label, what=what) from exc
+        except requests.RequestException as exc:
+            raise ProviderError(
+                f"The video download from {label} was interrupted; we will fetch it again.",
+                retryable=True,
+                code="bad_video",
+                detail=f"{what}: interrupted after {out.tell()} bytes decoded: {exc}",
+                status=200,
+            ) from exc
+        finally:
+            response.close()
+        if found.link:
+            return found
+        out.close()
+        _check_and_place(tmp, path, label=label, what=what, received=found.size, whole=True)
+    return found
+
+
+def _data_uri_error(exc: data_uri.DataUriError, *, label: str, what: str) -> ProviderError:
+    detail = f"{what}: {exc.message}; the body began {exc.body_start[:500]!r}"
+    # A body cut short in transit raised a RequestException already (a retry);
+    # one that arrived whole and still ends inside its JSON is simply malformed.
+    if exc.problem == "bad_base64":
+        message = f"{label} sent a video we could not decode. Nothing was charged; please try again."
+        return ProviderError(message, code="bad_video", detail=detail, status=200)
+    if exc.problem == "missing":
+        message = f"{label} finished without sending the video. Nothing was charged; please try again."
+    elif exc.problem == "too_large":
+        message = f"{label} sent a video far larger than expected. Nothing was charged; please try again."
+    else:
+        message = f"{label} sent an answer we could not understand. Nothing was charged; please try again."
+    return ProviderError(message, code="provider_bad_response", detail=detail, status=200)
 
 
 def download_video(

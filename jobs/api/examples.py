@@ -322,6 +322,7 @@ PROVIDERS_LIST = operation(
             "sizes": ["1024x576", "576x1024", "768x768"],
             "parameters": {param.name: param.describe() for param in LocalProvider.parameters},
             "cost": 1,
+            "model_costs": {"camera-motion": 1},
             "min_poll_interval": 0.0,
             "capabilities": {
                 "supports_cancel": False,

@@ -182,8 +182,11 @@ class ParametersOutput(ProviderParameterFields):
         "from the photo), default (the server's DEFAULT_PROMPT); empty while there is none.",
     )
     negative_prompt = serializers.CharField()
-    width = serializers.IntegerField()
-    height = serializers.IntegerField()
+    width = serializers.IntegerField(help_text="The frame's width in pixels (the job's framing).")
+    # Pipelet's own parameter has this name: its value is the one shown for a Pipelet job.
+    height = serializers.IntegerField(
+        help_text="The frame's height in pixels; for a Pipelet job, the height asked of Pipelet (720 or 480)."
+    )
 
 
 class ErrorInfoOutput(serializers.Serializer):
@@ -314,7 +317,10 @@ class ProviderOutput(serializers.Serializer):
         help_text="What the provider takes, by the name a create request gives it: seed, cfg_scale and "
         "motion_bucket_id for every provider, then its own (the local provider's duration and fps).",
     )
-    cost = serializers.IntegerField(help_text="Credits charged per successful video.")
+    cost = serializers.IntegerField(help_text="Credits charged per successful video of the default model.")
+    model_costs = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Credits charged per successful video, by model."
+    )
     min_poll_interval = serializers.FloatField(help_text="Seconds between polls of the provider.")
     capabilities = ProviderCapabilitiesOutput()
 

@@ -28,7 +28,7 @@ from jobs.creation import check_job_affordable, create_job_from_image
 from jobs.models import ApiKey, Job
 from jobs.serving import serve_file
 from jobs.sources import fetch_image_url, read_data_uri
-from providers.registry import PROVIDERS, cost_of, provider_class
+from providers.registry import PROVIDERS, cost_of, model_costs, provider_class
 
 # What every operation may answer; each adds only the errors it can really give.
 ERRORS = {
@@ -297,6 +297,7 @@ class ProviderList(APIView):
                     "sizes": [f"{w}x{h}" for w, h in cls.sizes],
                     "parameters": {param.name: param.describe() for param in cls.parameters},
                     "cost": cost_of(cls.name),
+                    "model_costs": model_costs(cls.name),
                     "min_poll_interval": float(cls().min_poll_interval),
                     "capabilities": {
                         "supports_cancel": cls.supports_cancel,

@@ -220,11 +220,27 @@
     return checked ? providers[checked.value] : null;
   }
 
+  // The chosen model's cost: a provider's models may cost different amounts.
+  function chosenCost(p) {
+    var model = $("id_model").value;
+    var costs = p.model_costs || {};
+    return Object.prototype.hasOwnProperty.call(costs, model) ? costs[model] : p.cost;
+  }
+
+  function showCost() {
+    var p = chosenProvider();
+    if (!p) return;
+    var cost = chosenCost(p);
+    $("cost-now").textContent = cost + " credit" + (cost === 1 ? "" : "s");
+    showError("provider-error", creditProblem());
+  }
+
   function creditProblem() {
     var p = chosenProvider();
     if (!p) return "Choose a provider.";
-    if (p.cost > balance) {
-      return "Not enough credits: this costs " + p.cost + " credit" + (p.cost === 1 ? "" : "s") +
+    var cost = chosenCost(p);
+    if (cost > balance) {
+      return "Not enough credits: this costs " + cost + " credit" + (cost === 1 ? "" : "s") +
         " and your balance is " + balance + ". Ask for more credits or choose a cheaper provider.";
     }
     return null;
@@ -238,12 +254,12 @@
     p.models.forEach(function (m) { select.appendChild(new Option(m, m)); });
     $("prompt-fields").hidden = !p.needs_prompt;
     setParameters(p);
-    $("cost-now").textContent = p.cost + " credit" + (p.cost === 1 ? "" : "s");
-    showError("provider-error", creditProblem());
+    showCost();
   }
   Array.prototype.forEach.call(form.querySelectorAll("input[name=provider]"), function (r) {
     r.addEventListener("change", providerChanged);
   });
+  $("id_model").addEventListener("change", showCost);
 
   // --- submit ---
   var sending = false;

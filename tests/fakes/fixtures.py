@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.pika_server import FakePikaServer
+from tests.fakes.pipelet_server import FakePipeletServer
 from tests.fakes.stability_server import FakeStabilityServer
 
 
@@ -34,5 +35,18 @@ def pika_server_fixture(settings) -> Iterator[FakePikaServer]:
         settings.PIKAPI_BASE_URL = fake.base_url
         settings.PIKAPI_BEARER_TOKEN = fake.token
         settings.PIKA_POLL_INTERVAL = 0.0
+        settings.SAFE_FETCH_ALLOW = (fake.address,)
+        yield fake
+
+
+@pytest.fixture(name="pipelet_server")
+def pipelet_server_fixture(settings) -> Iterator[FakePipeletServer]:
+    """A fresh fake Pipelet, with the settings pointing at it, no poll floor,
+    the base64 output, and the safe fetch allowed to reach it (binary results)."""
+    with FakePipeletServer(token="pl-test-token") as fake:
+        settings.PIPELET_BASE_URL = fake.base_url
+        settings.PIPELET_API_KEY = fake.token
+        settings.PIPELET_POLL_INTERVAL = 0.0
+        settings.PIPELET_OUTPUT = "base64"
         settings.SAFE_FETCH_ALLOW = (fake.address,)
         yield fake
