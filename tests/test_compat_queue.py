@@ -31,18 +31,19 @@ HEIGHT = Param("height", "choice", 480, "Pipelet's output height.", choices=(480
 
 
 class PipeletLike(LocalProvider):
-    """Renders like the local provider, but is known by Pipelet-style and Kling-style model ids."""
+    """Renders like the local provider, but is known by Pipelet-style and Kling-style model ids
+    (not the real ones, which the pipelet and kling providers declare)."""
 
     name = "pipeletlike"
     label = "Pipelet-like (tests)"
-    models = ("wan22-fast-i2v", "wan22-fast-i2v-pro", "kling-video/v1/standard/image-to-video")
+    models = ("wanlike-i2v", "wanlike-i2v-pro", "klinglike-video/v1/standard/image-to-video")
     parameters = (*COMMON, DURATION, HEIGHT)
 
 
 class NotConfigured(PipeletLike):
     name = "notconfigured"
     label = "Not configured (tests)"
-    models = ("wan22-fast-i2v-premium",)
+    models = ("wanlike-i2v-premium",)
 
     @classmethod
     def unavailable_reason(cls) -> str:
@@ -351,35 +352,35 @@ def test_a_result_past_retention_is_410(django_capture_on_commit_callbacks):
 
 def test_a_model_id_a_provider_declares_goes_to_that_provider_with_its_parameters(pipelet_like):
     client = queue_client()
-    response = submit(client, "wan22-fast-i2v-pro", duration=2, height=720)
+    response = submit(client, "wanlike-i2v-pro", duration=2, height=720)
     assert response.status_code == 200, response.json()
     job = Job.objects.get(pk=response.json()["request_id"])
-    assert (job.provider, job.model) == ("pipeletlike", "wan22-fast-i2v-pro")
+    assert (job.provider, job.model) == ("pipeletlike", "wanlike-i2v-pro")
     assert job.extra_params == {"duration": 2.0, "height": 720}
-    assert response.json()["status_url"].startswith("http://testserver/queue/wan22-fast-i2v-pro/requests/")
+    assert response.json()["status_url"].startswith("http://testserver/queue/wanlike-i2v-pro/requests/")
 
 
 def test_a_model_id_with_slashes_works_and_its_request_is_found_under_fals_app_id_too(
     pipelet_like, django_capture_on_commit_callbacks
 ):
     client = queue_client()
-    model = "kling-video/v1/standard/image-to-video"
+    model = "klinglike-video/v1/standard/image-to-video"
     body = submit(client, model, django_capture_on_commit_callbacks, duration=1).json()
     assert body["status_url"] == f"http://testserver/queue/{model}/requests/{body['request_id']}/status"
     assert client.get(path_of(body["status_url"])).json()["status"] == "COMPLETED"
     # fal-client's status(app, id) and result(app, id) keep only the first two segments.
-    assert client.get(f"/queue/kling-video/v1/requests/{body['request_id']}/status").status_code == 200
-    assert client.get(f"/queue/kling-video/requests/{body['request_id']}/status").status_code == 404
-    assert client.get(f"/queue/wan22-fast-i2v/requests/{body['request_id']}/status").status_code == 404
+    assert client.get(f"/queue/klinglike-video/v1/requests/{body['request_id']}/status").status_code == 200
+    assert client.get(f"/queue/klinglike-video/requests/{body['request_id']}/status").status_code == 404
+    assert client.get(f"/queue/wanlike-i2v/requests/{body['request_id']}/status").status_code == 404
 
 
 def test_a_known_model_whose_provider_is_not_configured_is_503_listing_what_is_available(pipelet_like):
-    response = submit(queue_client(), "wan22-fast-i2v-premium")
+    response = submit(queue_client(), "wanlike-i2v-premium")
     assert response.status_code == 503
     assert response.json()["detail"] == (
-        "The model 'wan22-fast-i2v-premium' is not available on this server: PIPELET_API_KEY is not set. "
-        "Model ids available here: local, camera-motion, pipeletlike, wan22-fast-i2v, wan22-fast-i2v-pro, "
-        "kling-video/v1/standard/image-to-video."
+        "The model 'wanlike-i2v-premium' is not available on this server: PIPELET_API_KEY is not set. "
+        "Model ids available here: local, camera-motion, pipeletlike, wanlike-i2v, wanlike-i2v-pro, "
+        "klinglike-video/v1/standard/image-to-video."
     )
 
 
@@ -626,7 +627,7 @@ def test_the_documented_examples_are_the_bodies_the_endpoints_really_answer(djan
 def test_the_schema_lists_the_model_ids_available_here(pipelet_like):
     schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json()
     [model] = [p for p in schema["paths"]["/queue/{modelId}"]["post"]["parameters"] if p["name"] == "modelId"]
-    assert "wan22-fast-i2v" in model["schema"]["enum"] and "wan22-fast-i2v-premium" not in model["schema"]["enum"]
+    assert "wanlike-i2v" in model["schema"]["enum"] and "wanlike-i2v-premium" not in model["schema"]["enum"]
 
 
 def test_support_sees_in_the_admin_which_model_id_a_job_came_in_through(client):
