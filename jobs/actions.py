@@ -123,6 +123,8 @@ def retry_job(job: Job, *, by=None) -> Job:
             prompt_source=job.prompt_source,
             negative_prompt=job.negative_prompt,
             request_id=job.request_id,
+            tail_upload=job.tail_upload,
+            masks=[(mask.upload, tuple(tuple(point) for point in mask.trajectory)) for mask in job.masks.all()],
         )
         pipeline.note(job, f"Retried as job {new.pk}" + (f" by {by}" if by else ""))
     return new

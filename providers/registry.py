@@ -16,6 +16,7 @@ PROVIDERS: dict[str, str] = {
     "stability": "providers.stability.StabilityProvider",
     "pika": "providers.pika.PikaProvider",
     "replicate": "providers.replicate.ReplicateProvider",
+    "kling": "providers.kling.KlingProvider",
 }
 
 

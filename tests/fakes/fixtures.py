@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fakes.aimlapi_server import FakeAimlServer
 from tests.fakes.pika_server import FakePikaServer
 from tests.fakes.stability_server import FakeStabilityServer
 
@@ -34,5 +35,18 @@ def pika_server_fixture(settings) -> Iterator[FakePikaServer]:
         settings.PIKAPI_BASE_URL = fake.base_url
         settings.PIKAPI_BEARER_TOKEN = fake.token
         settings.PIKA_POLL_INTERVAL = 0.0
+        settings.SAFE_FETCH_ALLOW = (fake.address,)
+        yield fake
+
+
+@pytest.fixture(name="aiml_server")
+def aiml_server_fixture(settings) -> Iterator[FakeAimlServer]:
+    """A fresh fake AI/ML API (Kling), with the settings pointing at it, no poll
+    floor, the current endpoint, and the safe fetch allowed to reach it (result downloads)."""
+    with FakeAimlServer(key="aiml-test-key") as fake:
+        settings.AIMLAPI_BASE_URL = fake.base_url
+        settings.AIMLAPI_KEY = fake.key
+        settings.AIMLAPI_POLL_INTERVAL = 0.0
+        settings.AIMLAPI_LEGACY_ENDPOINT = False
         settings.SAFE_FETCH_ALLOW = (fake.address,)
         yield fake
