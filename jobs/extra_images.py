@@ -55,6 +55,8 @@ def check_extra_images(
     static_mask: bool = False,
     dynamic_masks: Sequence[Sequence[tuple[float, float]]] = (),
     dynamic_field: str = "dynamic_masks",
+    tail_field: str = "tail_image",
+    static_field: str = "static_mask",
 ) -> None:
     """What can be refused before any image is read: a provider that does not
     take an end frame or masks, too many masks, a trajectory of too few or too
@@ -63,13 +65,13 @@ def check_extra_images(
     label = cls.label or provider
     if tail and not cls.accepts_tail_image:
         raise JobInputError(
-            "tail_image",
-            f"{label} does not take an end frame (tail_image); providers that do: {_takers('accepts_tail_image')}.",
+            tail_field,
+            f"{label} does not take an end frame ({tail_field}); providers that do: {_takers('accepts_tail_image')}.",
             "not_supported",
         )
     if (static_mask or dynamic_masks) and not cls.accepts_masks:
         raise JobInputError(
-            "static_mask" if static_mask else dynamic_field,
+            static_field if static_mask else dynamic_field,
             f"{label} does not take motion masks; providers that do: {_takers('accepts_masks')}.",
             "not_supported",
         )
