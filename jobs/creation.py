@@ -349,6 +349,21 @@ def create_job_from_image(
         raise
 
 
+def create_job_on_upload(*, owner, upload: Upload, tail: ExtraImage | None = None, **job_fields) -> Job:
+    """``create_job`` on an upload already stored (a photo used again), with an
+    end frame read now, fitted to the upload's framing and deleted again when
+    the job is refused."""
+    if tail is None:
+        return create_job(owner=owner, upload=upload, **job_fields)
+    check_extra_images(job_fields.get("provider") or settings.DEFAULT_PROVIDER, tail=True)
+    tail_upload = _create_extra_upload(owner, tail, f"{upload.width}x{upload.height}")
+    try:
+        return create_job(owner=owner, upload=upload, tail_upload=tail_upload, **job_fields)
+    except BaseException:
+        discard_upload(tail_upload)
+        raise
+
+
 def _create_extra_upload(owner, image: ExtraImage, framing: str) -> Upload:
     """An end frame or mask stored like a photo, fitted to ``framing``; a
     refusal names the field it came in."""

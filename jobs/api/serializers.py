@@ -338,6 +338,30 @@ class ParametersOutput(ProviderParameterFields):
     negative_prompt = serializers.CharField()
     width = serializers.IntegerField()
     height = serializers.IntegerField()
+    tail_image = serializers.BooleanField(required=False, help_text="Present (true) when the job has an end frame.")
+    static_mask = serializers.BooleanField(required=False, help_text="Present (true) when the job has a static mask.")
+    dynamic_masks = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Present when the job has dynamic masks: each `{trajectories: [{x, y}, …]}`, in order.",
+    )
+
+
+def extra_images_of(job: Job) -> dict:
+    """The job's end frame and masks as its parameters show them (absent when none)."""
+    shown: dict = {}
+    if job.tail_upload_id:
+        shown["tail_image"] = True
+    if provider_class(job.provider).accepts_masks if job.provider in PROVIDERS else False:
+        dynamic = []
+        for mask in job.masks.all():
+            if mask.is_static:
+                shown["static_mask"] = True
+            else:
+                dynamic.append({"trajectories": [{"x": x, "y": y} for x, y in mask.trajectory]})
+        if dynamic:
+            shown["dynamic_masks"] = dynamic
+    return shown
 
 
 class ErrorInfoOutput(serializers.Serializer):
@@ -414,6 +438,7 @@ class JobOutput(serializers.ModelSerializer):
             "width": job.width,
             "height": job.height,
             **{name: value for name, value in job.extra_params.items() if name in PROVIDER_PARAMETERS},
+            **extra_images_of(job),
         }
 
     @extend_schema_field(VideoInfoOutput(allow_null=True))

@@ -237,6 +237,8 @@
     select.textContent = "";
     p.models.forEach(function (m) { select.appendChild(new Option(m, m)); });
     $("prompt-fields").hidden = !p.needs_prompt;
+    $("tail-field").hidden = !p.accepts_tail_image;
+    $("id_tail_image").disabled = !p.accepts_tail_image;  // a disabled input is not sent
     setParameters(p);
     $("cost-now").textContent = p.cost + " credit" + (p.cost === 1 ? "" : "s");
     showError("provider-error", creditProblem());
