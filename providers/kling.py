@@ -161,9 +161,13 @@ def kling_payload(request: GenerationRequest, model: str) -> dict:
     return payload
 
 
-def _shown(payload: dict) -> dict:
-    """``payload`` for a log line: inline images cut short."""
-    return {k: (v[:40] + "…" if isinstance(v, str) and v.startswith("data:") else v) for k, v in payload.items()}
+def _shown(value):
+    """``value`` (the payload) for a log line: inline images cut short, masks included."""
+    if isinstance(value, dict):
+        return {key: _shown(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
+    return value[:40] + "…" if isinstance(value, str) and value.startswith("data:") else value
 
 
 class KlingProvider(RemoteProvider):

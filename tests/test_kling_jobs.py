@@ -9,12 +9,14 @@ import json
 
 import av
 import pytest
+from django.urls import reverse
 from PIL import Image
 from rest_framework.test import APIClient
 
 from jobs.ledger import balance_of
 from jobs.models import Job, JobMask, LedgerEntry, Upload
 from tests.api_helpers import image_file, key_client
+from tests.factories import UserFactory
 from tests.fakes.fixtures import aiml_server_fixture  # noqa: F401 (the aiml_server fixture)
 from tests.pipeline_helpers import run_until_final
 
@@ -220,3 +222,28 @@ def test_a_retried_kling_job_keeps_its_end_frame_and_masks(aiml_server):
     assert again["parameters"]["tail_image"] is True
     assert "tail_image_url" in aiml_server.submits[-1].body
     assert aiml_server.submits[-1].body["dynamic_masks"][0]["trajectories"] == masks[0]["trajectories"]
+
+
+def test_staff_see_the_credits_kling_used_the_end_frame_and_the_masks_in_the_admin(aiml_server, client):
+    staff = UserFactory(is_staff=True, is_superuser=True, username="support")
+    owner = key_client()
+    masks = [{"mask": "dynamic_mask_1", "trajectories": trajectory((100, 100), (200, 220))}]
+    detail = run(
+        owner,
+        create(
+            owner,
+            prompt="x",
+            tail_image=image_file("end.jpg"),
+            static_mask=mask_file("still.png"),
+            dynamic_mask_1=mask_file("b.png"),
+            dynamic_masks=json.dumps(masks),
+        ),
+    )
+    client.force_login(staff)
+
+    html = client.get(reverse("admin:jobs_job_change", args=[detail["id"]])).content.decode()
+
+    credits = html[html.index("Provider credits used") :][:400]
+    assert "420,000" in credits
+    assert "End frame" in html and "static mask" in html
+    assert "dynamic mask 1" in html and "(100, 100) → (200, 220) (2 points)" in html

@@ -206,6 +206,14 @@ def test_a_job_with_kling_cannot_be_cancelled_and_says_why(aiml_server):
         actions.cancel_job(job)
 
 
+def test_kling_takes_uploads_without_a_public_address_and_needs_only_its_key(settings):
+    settings.PUBLIC_BASE_URL = ""
+    settings.AIMLAPI_KEY = ""
+    assert "an operator must set AIMLAPI_KEY" in KlingProvider.unavailable_reason()
+    settings.AIMLAPI_KEY = "k"
+    assert KlingProvider.is_enabled() and KlingProvider.upload_unavailable_reason() == ""
+
+
 # --- parameters -------------------------------------------------------------------
 
 
