@@ -71,6 +71,21 @@ def test_a_kling_job_made_through_the_api_completes_with_a_video_that_decodes(ai
     assert balance_of(client.user) == 90
 
 
+def test_the_api_says_a_kling_job_cannot_be_cancelled_once_sent(aiml_server):
+    aiml_server.script.never_finish = True
+    client = key_client()
+    response = create(client, prompt="x")
+    run_until_final(Job.objects.get(pk=response.json()["id"]), rounds=1)
+
+    job = client.get(f"/api/v1/jobs/{response.json()['id']}").json()
+    assert job["status"] == "running" and job["cancellable"] is False
+    refused = client.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert refused.status_code == 409
+    assert "Kling (AI/ML API), which cannot stop it; it will finish on its own" in refused.json()["error"]["message"]
+    providers = {p["name"]: p for p in client.get("/api/v1/providers").json()}
+    assert providers["kling"]["capabilities"]["supports_cancel"] is False
+
+
 def test_a_failing_kling_job_shows_klings_message_through_the_api_and_gives_the_credits_back(aiml_server):
     aiml_server.script.failure = ("content_policy", "The prompt was flagged by the content policy")
     client = key_client()

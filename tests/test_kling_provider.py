@@ -102,14 +102,22 @@ def test_the_older_waiting_and_active_statuses_are_understood(aiml_server):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_with_a_public_address_kling_fetches_our_signed_link(aiml_server, settings, live_server):
+def test_with_a_public_address_kling_fetches_our_signed_links_to_the_photo_and_end_frame(
+    aiml_server, settings, live_server
+):
     settings.PUBLIC_BASE_URL = live_server.url
-    job = run_until_final(kling_job())
+    owner = UserFactory()
+    job = run_until_final(kling_job(owner, tail_upload=make_upload(owner, width=700, height=1200, framing="landscape")))
 
     assert job.status == Job.COMPLETED
-    sent = aiml_server.submits[0].body["image_url"]
-    assert sent.startswith(f"{live_server.url}/files/images/") and "token=" in sent
-    assert aiml_server.generations[job.provider_job_id].image_size == (1024, 576)
+    body = aiml_server.submits[0].body
+    for field in ("image_url", "tail_image_url"):
+        assert body[field].startswith(f"{live_server.url}/files/images/") and "token=" in body[field], field
+    assert str(job.tail_upload_id) in body["tail_image_url"]
+    assert aiml_server.generations[job.provider_job_id].images == {
+        "image_url": (1024, 576),
+        "tail_image_url": (1024, 576),
+    }
 
 
 # --- failures ---------------------------------------------------------------------
@@ -237,3 +245,20 @@ def test_every_model_in_the_table_is_a_model_jobs_may_choose():
     assert KlingProvider.models == tuple(MODELS)
     assert MODELS["kling-video/v1/standard/image-to-video"].static_mask == "static_mask_url"
     assert MODELS["kling-video/v2.1/standard/image-to-video"].dynamic_mask == "mask"
+
+
+def test_klings_duration_is_five_or_ten_however_a_form_or_json_writes_the_number():
+    from providers.kling import DURATION
+    from providers.params import ParamError
+
+    assert [DURATION.parse(v) for v in ("10", 5.0, 10, "5")] == [10, 5, 10, 5]
+    with pytest.raises(ParamError, match="duration must be 5 or 10 s; got 7"):
+        DURATION.parse(7)
+
+
+def test_a_duration_shared_with_the_local_providers_slider_is_one_number_field():
+    from providers.kling import DURATION
+    from providers.local import DURATION as LOCAL_DURATION
+    from providers.params import shared_kind
+
+    assert shared_kind([LOCAL_DURATION, DURATION]) == "float"
