@@ -430,6 +430,16 @@ CALLBACK_RETRY_SCHEDULE = env_seconds_list("CALLBACK_RETRY_SCHEDULE", [10.0, 60.
 # Seconds one callback attempt may take (connect, send, answer).
 CALLBACK_TIMEOUT = env_float("CALLBACK_TIMEOUT", 10.0, minimum=0.5)
 
+# Kling through AI/ML API (providers/kling.py): enabled when the key is set.
+AIMLAPI_KEY = env_str("AIMLAPI_KEY", "")
+AIMLAPI_BASE_URL = env_url("AIMLAPI_BASE_URL", "https://api.aimlapi.com")
+# Seconds between polls of one Kling job (AI/ML API's own sample polls every 10 s;
+# a 5 s clip takes about 4-5 minutes).
+AIMLAPI_POLL_INTERVAL = env_float("AIMLAPI_POLL_INTERVAL", 10.0, minimum=0.0)
+# true: send jobs to the legacy /v2/generate/video/kling/generation of the spec
+# file instead of /v2/video/generations (for accounts or gateways that lack the latter).
+AIMLAPI_LEGACY_ENDPOINT = env_bool("AIMLAPI_LEGACY_ENDPOINT", False)
+
 # Credits a new account starts with.
 STARTING_CREDITS = env_int("STARTING_CREDITS", 100, minimum=0)
 # Credits charged per successful job, by provider name (or provider/model for one

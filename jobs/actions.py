@@ -108,6 +108,14 @@ def can_retry(job: Job) -> bool:
     return job.status in (Job.FAILED, Job.CANCELLED)
 
 
+def same_images(job: Job) -> dict:
+    """``job``'s end frame and masks, for ``create_job`` of a job made again from it."""
+    return {
+        "tail_upload": job.tail_upload,
+        "masks": [(mask.upload, tuple(tuple(point) for point in mask.trajectory)) for mask in job.masks.all()],
+    }
+
+
 def retry_job(job: Job, *, by=None) -> Job:
     """Start a new job with the same image and parameters (the old one stays)."""
     if not can_retry(job):
@@ -127,6 +135,7 @@ def retry_job(job: Job, *, by=None) -> Job:
             prompt_source=job.prompt_source,
             negative_prompt=job.negative_prompt,
             request_id=job.request_id,
+            **same_images(job),
         )
         pipeline.note(job, f"Retried as job {new.pk}" + (f" by {by}" if by else ""))
     return new

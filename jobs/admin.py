@@ -382,7 +382,17 @@ class JobAdmin(ReadOnly, BigTableAdmin):
         ),
         (
             "What the user gave and got",
-            {"fields": ("original_preview", "image_preview", "poster_preview", "video_player", "upload")},
+            {
+                "fields": (
+                    "original_preview",
+                    "image_preview",
+                    "end_frame_preview",
+                    "masks_summary",
+                    "poster_preview",
+                    "video_player",
+                    "upload",
+                )
+            },
         ),
         (
             "Parameters",
@@ -407,7 +417,7 @@ class JobAdmin(ReadOnly, BigTableAdmin):
         ("Error", {"fields": ("error_code", "error_message", "error_detail_text")}),
         (
             "Provider",
-            {"fields": ("provider_job", "finish_reason", "provider_response_json", "video_facts")},
+            {"fields": ("provider_job", "finish_reason", "provider_credits", "provider_response_json", "video_facts")},
         ),
         (
             "Times and scheduling",
@@ -499,6 +509,39 @@ class JobAdmin(ReadOnly, BigTableAdmin):
     @admin.display(description="image (normalised)")
     def image_preview(self, obj):
         return thumbnail(staff_file_url(obj.upload, "staff-normalized"), 320)
+
+    @admin.display(description="end frame")
+    def end_frame_preview(self, obj):
+        if not obj.tail_upload_id:
+            return "— (none)"
+        return thumbnail(staff_file_url(obj.tail_upload, "staff-normalized"), 320)
+
+    @admin.display(description="motion masks")
+    def masks_summary(self, obj):
+        masks = list(obj.masks.select_related("upload"))
+        if not masks:
+            return "— (none)"
+        rows = format_html_join(
+            "",
+            "<li>{} {}: {}</li>",
+            (
+                (
+                    thumbnail(staff_file_url(mask.upload, "staff-normalized"), 96),
+                    str(mask),
+                    "stays still"
+                    if mask.is_static
+                    else " → ".join(f"({x}, {y})" for x, y in mask.trajectory) + f" ({len(mask.trajectory)} points)",
+                )
+                for mask in masks
+            ),
+        )
+        return format_html('<ul style="margin:0;padding-left:1em">{}</ul>', rows)
+
+    @admin.display(description="provider credits used")
+    def provider_credits(self, obj):
+        # What the provider billed our account for this job (Kling: AI/ML API's meta.usage.credits_used).
+        used = (obj.provider_response or {}).get("credits_used")
+        return "—" if used is None else f"{used:,}"
 
     @admin.display(description="poster")
     def poster_preview(self, obj):

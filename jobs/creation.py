@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -13,21 +13,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs import ledger, links
+from jobs.extra_images import ExtraImage, MaskSpec, check_extra_images, check_points
+from jobs.input_errors import JobInputError
 from jobs.intake import ImageRejected, NormalizedImage, normalize_image
-from jobs.models import Job, JobEvent, Upload
+from jobs.models import Job, JobEvent, JobMask, Upload
 from jobs.tasks import enqueue_advance
 from providers.params import CFG_SCALE, MOTION_BUCKET_ID, ParamError, by_name, format_number, specific
 from providers.registry import UnknownProvider, cost_of, provider_class
-
-
-class JobInputError(ValueError):
-    """Input a person must correct; ``field`` names the form field."""
-
-    def __init__(self, field: str, message: str, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.code = code
 
 
 def create_upload(
@@ -179,9 +171,19 @@ def create_job(
     negative_prompt: str = "",
     request_id: str = "",
     enqueue: bool = True,
+    tail_upload: Upload | None = None,
+    masks: Sequence[tuple[Upload, tuple[tuple[int, int], ...]]] = (),
 ) -> Job:
     """Create a queued job for an upload, hold its cost, and hand it to the
-    worker on commit. Raises ``JobInputError`` for bad parameters and
+    worker on commit.
+
+    ``tail_upload`` is the end frame, ``masks`` the motion masks as
+    ``(upload, trajectory)``: the static mask first with an empty trajectory
+    when there is one (``static_mask=True`` of ``create_job_from_image`` says
+    so; here a first mask without a trajectory is the static one), then the
+    dynamic masks. Each must have the upload's size; the provider must take them.
+
+    Raises ``JobInputError`` for bad parameters and
     ``ledger.InsufficientCredits`` when the owner cannot pay; either way
     nothing is created or spent.
 
@@ -207,12 +209,26 @@ def create_job(
             "image_url, or ask the operator to set PUBLIC_BASE_URL.",
             "needs_public_url",
         )
+    static = [trajectory for _, trajectory in masks[:1] if not trajectory]
+    dynamic = [trajectory for _, trajectory in masks[len(static) :]]
+    check_extra_images(
+        params["provider"], tail=tail_upload is not None, static_mask=bool(static), dynamic_masks=dynamic
+    )
+    check_points(dynamic, upload.width, upload.height)
+    for other, field in [(tail_upload, "tail_image"), *((mask, "masks") for mask, _ in masks)]:
+        if other is not None and (other.width, other.height) != (upload.width, upload.height):
+            raise JobInputError(
+                field,
+                f"{field} is {other.width}x{other.height}; it must be fitted to the photo's {upload.width}x"
+                f"{upload.height}.",
+            )
     prompt, prompt_source = plan_prompt(params["provider"], prompt, prompt_source)
     now = timezone.now()
     with transaction.atomic():
         job = Job.objects.create(
             owner=owner,
             upload=upload,
+            tail_upload=tail_upload,
             width=upload.width,
             height=upload.height,
             prompt=prompt,
@@ -226,6 +242,10 @@ def create_job(
             next_poll_at=now + timedelta(seconds=settings.JOB_DISPATCH_GRACE),
             cost=cost_of(params["provider"], params["model"]),
             **params,
+        )
+        JobMask.objects.bulk_create(
+            JobMask(job=job, upload=mask, position=position + (0 if static else 1), trajectory=[list(p) for p in path])
+            for position, (mask, path) in enumerate(masks)
         )
         ledger.hold(job, job.cost)
         JobEvent.objects.create(
@@ -278,6 +298,9 @@ def create_job_from_image(
     framing: str | None = None,
     source_url: str = "",
     on_created: Callable[[Job], None] | None = None,
+    tail: ExtraImage | None = None,
+    static_mask: ExtraImage | None = None,
+    dynamic_masks: Sequence[MaskSpec] = (),
     **job_fields,
 ) -> Job:
     """Store an image and start a job on it, as ``create_upload`` then ``create_job``.
@@ -287,6 +310,9 @@ def create_job_from_image(
     deleted again, so a refusal leaves nothing behind. ``on_created(job)`` runs
     inside the transaction that creates the job: whatever it writes commits with
     the job, and if it raises, the job is not made.
+
+    ``tail`` (the end frame) and the masks are checked like the photo and fitted
+    to its framing (``jobs.extra_images``); a refusal deletes them too.
     """
     check_job_affordable(
         owner=owner,
@@ -296,21 +322,67 @@ def create_job_from_image(
             for name in ("provider", "model", "seed", "cfg_scale", "motion_bucket_id", "extra_params")
         },
     )
+    paths = [mask.trajectory for mask in dynamic_masks]
+    check_extra_images(
+        job_fields.get("provider") or settings.DEFAULT_PROVIDER,
+        tail=tail is not None,
+        static_mask=static_mask is not None,
+        dynamic_masks=paths,
+    )
     upload = create_upload(owner=owner, source=source, filename=filename, framing=framing, source_url=source_url)
+    made = [upload]
     try:
+        check_points(paths, upload.width, upload.height)
+        fitted = f"{upload.width}x{upload.height}"
+
+        def store(image: ExtraImage) -> Upload:
+            made.append(_create_extra_upload(owner, image, fitted))
+            return made[-1]
+
+        tail_upload = store(tail) if tail is not None else None
+        masks = [(store(static_mask), ())] if static_mask is not None else []
+        masks += [(store(mask.image), tuple((int(x), int(y)) for x, y in mask.trajectory)) for mask in dynamic_masks]
         with transaction.atomic():
-            job = create_job(owner=owner, upload=upload, **job_fields)
+            job = create_job(owner=owner, upload=upload, tail_upload=tail_upload, masks=masks, **job_fields)
             if on_created is not None:
                 on_created(job)
         return job
     except BaseException:
-        discard_upload(upload)
+        for stored in made:
+            discard_upload(stored)
         raise
 
 
+def create_job_on_upload(*, owner, upload: Upload, tail: ExtraImage | None = None, **job_fields) -> Job:
+    """``create_job`` on an upload already stored (a photo used again), with an
+    end frame read now, fitted to the upload's framing and deleted again when
+    the job is refused."""
+    if tail is None:
+        return create_job(owner=owner, upload=upload, **job_fields)
+    check_extra_images(job_fields.get("provider") or settings.DEFAULT_PROVIDER, tail=True)
+    tail_upload = _create_extra_upload(owner, tail, f"{upload.width}x{upload.height}")
+    try:
+        return create_job(owner=owner, upload=upload, tail_upload=tail_upload, **job_fields)
+    except BaseException:
+        discard_upload(tail_upload)
+        raise
+
+
+def _create_extra_upload(owner, image: ExtraImage, framing: str) -> Upload:
+    """An end frame or mask stored like a photo, fitted to ``framing``; a
+    refusal names the field it came in."""
+    try:
+        return create_upload(
+            owner=owner, source=image.source, filename=image.filename, framing=framing, source_url=image.source_url
+        )
+    except JobInputError as exc:
+        raise JobInputError(image.field, f"{image.field}: {exc.message}", exc.code) from None
+
+
 def discard_upload(upload: Upload) -> bool:
-    """Delete an upload and its files, unless a job uses it; True when deleted."""
-    deleted, _ = Upload.objects.filter(pk=upload.pk, jobs__isnull=True).delete()
+    """Delete an upload and its files, unless a job uses it (as its photo, end
+    frame or a mask); True when deleted."""
+    deleted, _ = Upload.objects.unused().filter(pk=upload.pk).delete()
     if not deleted:
         return False
     # The files go only once the row is gone: a file without a row is harmless, a row without its file is not.

@@ -29,6 +29,7 @@ class ProviderOption:
     models: tuple[str, ...]
     needs_prompt: bool
     parameters: tuple[Param, ...] = ()  # its own, beyond the common ones
+    accepts_tail_image: bool = False
     unavailable_reason: str = ""  # why it cannot be chosen here ("" when it can)
     model_costs: dict[str, int] | None = None  # each model's cost, when they differ
 
@@ -54,6 +55,7 @@ class ProviderOption:
             "unavailable_reason": self.unavailable_reason,
             "models": list(self.models),
             "needs_prompt": self.needs_prompt,
+            "accepts_tail_image": self.accepts_tail_image,
             "parameters": [control_data(param) for param in self.parameters],
         }
 
@@ -143,6 +145,7 @@ def provider_options() -> list[ProviderOption]:
                 models=tuple(cls.models),
                 needs_prompt=cls.needs_prompt,
                 parameters=specific(cls.parameters),
+                accepts_tail_image=cls.accepts_tail_image,
                 unavailable_reason=reason,
             )
         )
@@ -191,6 +194,11 @@ class CreateJobForm(ProviderParameterFields):
         label="Photo",
         help_text=f"JPEG or PNG, {settings.MAX_UPLOAD_BYTES / (1024 * 1024):g} MB at most.",
         error_messages={"required": "Choose a photo (JPEG or PNG) to animate."},
+    )
+    tail_image = forms.FileField(
+        label="End frame",
+        required=False,
+        help_text="Optional: a second photo (JPEG or PNG) where the video should end; it is framed like the first.",
     )
     framing = forms.ChoiceField(
         choices=[("auto", "Automatic")] + [(name, FRAMING_LABELS[name]) for name in FRAMINGS],

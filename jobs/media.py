@@ -43,6 +43,18 @@ def local_input(job: Job) -> Path:
     return path
 
 
+def local_frame(job: Job, upload, name: str) -> Path:
+    """Another normalised image of the job (its end frame, a mask) as a local
+    file named ``name`` in its scratch directory."""
+    path = work_dir(job) / name
+    if not path.exists():
+        partial = path.with_name(path.name + ".part")
+        with upload.normalized.open("rb") as source, partial.open("wb") as target:
+            shutil.copyfileobj(source, target)
+        partial.replace(path)
+    return path
+
+
 def local_original(job: Job) -> Path | None:
     """The upload as it was sent, as a local file beside the input frame
     (storage may be remote); None when it is gone: the frame is then enough."""

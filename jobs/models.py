@@ -10,6 +10,12 @@ from django.db import models
 from django.utils import timezone
 
 
+class UploadQuerySet(models.QuerySet):
+    def unused(self) -> UploadQuerySet:
+        """Uploads no job uses: not as its image, its end frame, or a mask."""
+        return self.filter(jobs__isnull=True, tail_jobs__isnull=True, mask_uses__isnull=True)
+
+
 class Upload(models.Model):
     """An image a user gave us: the original bytes and the normalised frame."""
 
@@ -30,6 +36,8 @@ class Upload(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = UploadQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -93,6 +101,8 @@ class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
     upload = models.ForeignKey(Upload, on_delete=models.PROTECT, related_name="jobs")
+    # The end frame ("tail image") for a provider that takes one: fitted to the job's framing.
+    tail_upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.PROTECT, related_name="tail_jobs")
     request_id = models.CharField(max_length=128, blank=True, db_index=True)
 
     provider = models.CharField(max_length=32, db_index=True)
@@ -164,6 +174,29 @@ class Job(models.Model):
     def retention_deadline(self, now=None):
         now = now or timezone.now()
         return now + timedelta(hours=settings.RESULT_RETENTION_HOURS)
+
+
+class JobMask(models.Model):
+    """A motion-brush mask of a job (Kling): the static mask (``position`` 0,
+    no trajectory) or dynamic mask ``position`` 1-6 with the path its area
+    follows, as ``[[x, y], ...]`` in pixels of the job's frame. The image is an
+    ``Upload`` checked and fitted to the job's framing like every image."""
+
+    job = models.ForeignKey("Job", on_delete=models.CASCADE, related_name="masks")
+    upload = models.ForeignKey(Upload, on_delete=models.PROTECT, related_name="mask_uses")
+    position = models.PositiveSmallIntegerField(help_text="0: the static mask; 1-6: the dynamic masks in order.")
+    trajectory = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["job", "position"], name="one_mask_per_job_position")]
+
+    def __str__(self) -> str:
+        return "static mask" if self.position == 0 else f"dynamic mask {self.position}"
+
+    @property
+    def is_static(self) -> bool:
+        return self.position == 0
 
 
 class JobEvent(models.Model):

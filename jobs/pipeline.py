@@ -48,7 +48,7 @@ from jobs import ledger, links, media
 from jobs.models import Job, JobEvent
 from jobs.webhooks import outbox
 from providers import clip
-from providers.base import GenerationRequest, PollContext, PollState, ProviderError
+from providers.base import GenerationRequest, MotionMask, PollContext, PollState, ProviderError
 from providers.registry import get_provider
 from providers.replicate import image_data_uri
 
@@ -261,9 +261,10 @@ def step_submit(job: Job) -> Next:
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
         extra=dict(job.extra_params),
-        source_path=media.local_original(job) if provider.uses_original else None,
-        image_url=links.provider_image_url(job.upload) if provider.needs_image_url else "",
         model=job.model,
+        source_path=media.local_original(job) if provider.uses_original else None,
+        image_url=_image_url(provider, job.upload),
+        **_other_images(job, provider),
     )
     try:
         provider_job_id = provider.submit(request)
@@ -285,6 +286,41 @@ def step_submit(job: Job) -> Next:
         return Next.WAIT
     job.next_poll_at = first_poll
     return Next.CONTINUE if first_poll <= now else Next.WAIT
+
+
+def _image_url(provider, upload) -> str:
+    """A link the provider may fetch ``upload`` from: one it needs (ours, or
+    the URL the image came from), or, for one that also takes images inline,
+    only our signed link to the normalised frame (the frame that the end
+    frame and masks were fitted to); "" when there is none."""
+    if provider.needs_image_url:
+        return links.provider_image_url(upload)
+    if provider.accepts_image_url:
+        return links.public_image_url(upload)
+    return ""
+
+
+def _other_images(job: Job, provider) -> dict:
+    """The end frame and the masks of ``job`` as ``GenerationRequest`` fields,
+    for a provider that takes them."""
+    fields: dict = {}
+    if job.tail_upload_id and provider.accepts_tail_image:
+        fields["tail_image_path"] = media.local_frame(job, job.tail_upload, "tail.png")
+        fields["tail_image_url"] = _image_url(provider, job.tail_upload)
+    if provider.accepts_masks:
+        dynamic = []
+        for mask in job.masks.select_related("upload"):
+            motion = MotionMask(
+                image_path=media.local_frame(job, mask.upload, f"mask-{mask.position}.png"),
+                image_url=_image_url(provider, mask.upload),
+                trajectory=tuple((int(x), int(y)) for x, y in mask.trajectory),
+            )
+            if mask.is_static:
+                fields["static_mask"] = motion
+            else:
+                dynamic.append(motion)
+        fields["dynamic_masks"] = tuple(dynamic)
+    return fields
 
 
 # --- The prompt stage -------------------------------------------------------------
@@ -429,6 +465,10 @@ def step_poll(job: Job) -> Next:
 
 def _apply_poll_state(job: Job, state: PollState, floor: float) -> Next:
     now = timezone.now()
+    if state.provider_data and any(job.provider_response.get(k) != v for k, v in state.provider_data.items()):
+        # Written with whatever this poll writes next (its transition or the lease's release).
+        job.provider_response = {**job.provider_response, **state.provider_data}
+        defer(job, provider_response=job.provider_response)
     if state.state == "succeeded":
         transition(
             job,

@@ -250,5 +250,5 @@ def expire_results(now=None) -> int:
 def discard_orphan_uploads(now=None) -> int:
     """Delete uploads (and their files) that never got a job."""
     now = now or timezone.now()
-    orphans = Upload.objects.filter(jobs__isnull=True, created_at__lt=now - ORPHAN_UPLOAD_AGE)
+    orphans = Upload.objects.unused().filter(created_at__lt=now - ORPHAN_UPLOAD_AGE)
     return sum(discard_upload(upload) for upload in orphans[:BATCH])

@@ -19,6 +19,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/video.mp4", views.job_video, name="job-video"),
     path("jobs/<uuid:job_id>/poster.jpg", views.job_poster, name="job-poster"),
     path("jobs/<uuid:job_id>/image.png", views.job_image, name="job-image"),
+    path("jobs/<uuid:job_id>/end-frame.png", views.job_tail_image, name="job-tail-image"),
     path("jobs/<uuid:job_id>/cancel", views.job_cancel, name="job-cancel"),
     path("jobs/<uuid:job_id>/rerun", views.job_rerun, name="job-rerun"),
     # Files for the admin: signed links that open only for staff (jobs.staff_files).

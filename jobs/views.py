@@ -21,14 +21,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs import actions
-from jobs.creation import JobInputError, create_job, create_job_from_image
+from jobs.creation import JobInputError, create_job, create_job_from_image, create_job_on_upload
+from jobs.extra_images import ExtraImage
 from jobs.forms import CreateJobForm, HistoryFilterForm, provider_labels, provider_options
 from jobs.intake import FRAMINGS, nearest_framing
 from jobs.ledger import InsufficientCredits, balance_of
 from jobs.models import Job, Upload
 from jobs.queue_position import queue_position
 from jobs.serving import serve_file
-from providers.registry import cost_of, provider_settings
+from providers.registry import cost_of, provider_class, provider_settings
 
 HISTORY_PAGE_SIZE = 12
 
@@ -218,7 +219,11 @@ def home(request: HttpRequest) -> HttpResponse:
         photo = _photo_for(reuse, framing)
     else:
         photo = {"source": data["image"], "filename": data["image"].name, "framing": framing}
-    start = create_job if "upload" in photo else create_job_from_image
+    if data.get("tail_image"):
+        # Only a provider that takes an end frame shows the field; create_job_* refuses it for the others.
+        end = data["tail_image"]
+        photo["tail"] = ExtraImage(source=end, field="tail_image", filename=end.name)
+    start = create_job_on_upload if "upload" in photo else create_job_from_image
     try:
         job = start(
             owner=request.user,
@@ -345,8 +350,30 @@ def job_detail(request: HttpRequest, job_id) -> HttpResponse:
         "provider_label": provider_labels().get(job.provider, job.provider),
         "provider_settings": provider_settings(job),
         "time_zone": timezone.get_current_timezone_name(),
+        "no_cancel_note": _no_cancel_note(job),
     }
     return render(request, "jobs/detail.html", context)
+
+
+def _no_cancel_note(job: Job) -> str:
+    """What the page says where a cancel button would be, for a provider that cannot stop a job."""
+    try:
+        cls = provider_class(job.provider)
+    except LookupError:
+        return ""
+    if cls.supports_cancel:
+        return ""
+    return f"{cls.label or job.provider} cannot stop a job once it is sent: it will finish on its own."
+
+
+@login_required
+@require_GET
+def job_tail_image(request: HttpRequest, job_id) -> HttpResponse:
+    """The end frame of the job, as framed."""
+    job = _get_job_for_user(request, job_id)
+    if not job.tail_upload_id:
+        raise Http404("This job has no end frame.")
+    return serve_file(request, job.tail_upload.normalized.name, "image/png")
 
 
 @login_required
@@ -421,6 +448,7 @@ def rerun(job: Job, *, new_seed: bool, by) -> Job:
         extra_params=job.extra_params,
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
+        **actions.same_images(job),
     )
 
 

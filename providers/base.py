@@ -55,6 +55,18 @@ class ProviderError(Exception):
 
 
 @dataclass(frozen=True)
+class MotionMask:
+    """One motion-brush mask (Kling): an image the size of the job's frame
+    (white marks the area) and, for a dynamic mask, the path that area follows
+    as ``(x, y)`` pixels of the frame. ``image_url`` is a signed link to it
+    when the install is public, else "" (send the file inline)."""
+
+    image_path: Path
+    image_url: str = ""
+    trajectory: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """What a provider needs to start one generation.
 
@@ -78,14 +90,19 @@ class GenerationRequest:
     prompt: str = ""
     negative_prompt: str = ""
     extra: dict = field(default_factory=dict)
+    model: str = ""  # the job's model, one of the provider's ``models``
     source_path: Path | None = None
     # A URL the provider can fetch the image from (a signed link under
     # PUBLIC_BASE_URL, else the URL the image came from), or "" when there is none.
     image_url: str = ""
-    # The provider's model the job chose ("" for the provider's first).
-    model: str = ""
-    # A second image to end the video on (the last frame), for providers that take one.
+    # A second image to end the video on (the last frame), for a provider that
+    # ``accepts_tail_image``: the normalised image (fitted to width x height) and a
+    # signed link to it when the install is public.
     tail_image_path: Path | None = None
+    tail_image_url: str = ""
+    # Motion-brush masks, for a provider that ``accepts_masks``.
+    static_mask: MotionMask | None = None
+    dynamic_masks: tuple[MotionMask, ...] = ()
     # Where the provider may call back when the job changes, or "" for none.
     webhook_url: str = ""
 
@@ -108,6 +125,9 @@ class PollState:
     error_code: str = ""
     error_message: str = ""
     error_detail: str = ""
+    # What the provider reported that staff should see (Kling's credits used):
+    # merged into the job's ``provider_response``.
+    provider_data: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -168,6 +188,19 @@ class Provider(ABC):
     # Whether a cancel can only stop a job the provider has not started (our
     # ``running``): pages then stop offering it once the provider says it started.
     cancels_only_queued: ClassVar[bool] = False
+    # Whether the provider takes the image by URL when there is one but also
+    # inline: the pipeline gives it a signed link to the normalised frame (and
+    # to the end frame and masks) when PUBLIC_BASE_URL is set, "" otherwise,
+    # and uploads are never refused for want of a public address.
+    accepts_image_url: ClassVar[bool] = False
+    # Whether a job may give an end frame (GenerationRequest.tail_image_path).
+    accepts_tail_image: ClassVar[bool] = False
+    # Motion brush: whether a job may give a static mask and up to
+    # ``max_dynamic_masks`` dynamic masks, each with a trajectory of
+    # ``trajectory_points`` (least, most) points.
+    accepts_masks: ClassVar[bool] = False
+    max_dynamic_masks: ClassVar[int] = 0
+    trajectory_points: ClassVar[tuple[int, int]] = (2, 77)
 
     @classmethod
     def is_enabled(cls) -> bool:

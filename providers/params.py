@@ -87,7 +87,7 @@ class Param:
             return self.default
         if self.kind == "choice":
             for choice in self.choices:
-                if value == choice or str(value) == str(choice):
+                if value == choice or str(value) == str(choice) or _same_number(value, choice):
                     return choice
             raise ParamError(self.name, f"{said} must be {self.span}; got {value!r}.", "invalid_choice")
         whole = self.kind == "int"
@@ -156,13 +156,41 @@ COMMON: tuple[Param, ...] = (SEED, CFG_SCALE, MOTION_BUCKET_ID)
 COMMON_NAMES = frozenset(param.name for param in COMMON)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _same_number(value, choice) -> bool:
+    """Whether ``value`` (5.0, "10") is the numeric ``choice`` (5, 10): a form
+    or a field shared with a float parameter sends numbers as it likes."""
+    if not _is_number(choice) or isinstance(value, bool):
+        return False
+    try:
+        return float(value) == float(choice)
+    except (TypeError, ValueError):
+        return False
+
+
+def _number_kind(param: Param) -> str:
+    """A choice among numbers (Kling's duration: 5 or 10) counts as a number
+    when its name is shared with a numeric parameter."""
+    if param.kind == "choice" and all(_is_number(choice) for choice in param.choices):
+        return "int" if all(isinstance(choice, int) for choice in param.choices) else "float"
+    return param.kind
+
+
 def shared_kind(params: Iterable[Param]) -> str:
     """The one kind of input field that accepts every provider's values of a
     parameter several providers declare under one name (``motion``, say):
-    their kind when they agree, ``float`` for whole and fractional numbers,
-    ``text`` when choices meet numbers. ``validate_parameters`` then checks
+    their kind when they agree, ``float`` for whole and fractional numbers
+    (a choice among numbers counts as numbers), ``text`` when other choices
+    meet numbers. ``validate_parameters`` then checks
     the value against the chosen provider's declaration."""
+    params = list(params)
     kinds = {param.kind for param in params}
+    if len(kinds) == 1:
+        return kinds.pop()
+    kinds = {_number_kind(param) for param in params}
     if len(kinds) == 1:
         return kinds.pop()
     return "float" if "choice" not in kinds else "text"

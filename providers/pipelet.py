@@ -100,6 +100,8 @@ class PipeletProvider(RemoteProvider):
     cancels_only_queued = True
     supports_webhook = True
     needs_prompt = True
+    # Pipelet's second_image_uri: the last frame of the video.
+    accepts_tail_image = True
     # Pipelet takes none of the common settings (seed, cfg_scale, motion): its own only.
     parameters = (DURATION, HEIGHT, PRIORITY, MORE_STEPS)
     cost = 10

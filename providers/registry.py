@@ -17,6 +17,7 @@ PROVIDERS: dict[str, str] = {
     "pika": "providers.pika.PikaProvider",
     "replicate": "providers.replicate.ReplicateProvider",
     "pipelet": "providers.pipelet.PipeletProvider",
+    "kling": "providers.kling.KlingProvider",
 }
 
 

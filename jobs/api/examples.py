@@ -8,10 +8,13 @@ detail with a real answer, so an example cannot quietly drift from the code.
 
 from __future__ import annotations
 
+import json
+
 from drf_spectacular.utils import OpenApiExample
 
 from jobs.api import serializers
 from jobs.api.errors import error_body
+from providers.kling import KlingProvider
 from providers.local import LocalProvider
 
 ORIGIN = "https://i2v.example.com"
@@ -224,8 +227,61 @@ JOBS_CREATE = operation(
             "framing": "square",
         },
     ),
+    request(
+        "Kling with an end frame and masks (multipart)",
+        {
+            "provider": "kling",
+            "prompt": "The boat sails out of the harbour at dusk",
+            "duration": 10,
+            "dynamic_masks": json.dumps(
+                [{"mask": "dynamic_mask_1", "trajectories": [{"x": 200, "y": 300}, {"x": 600, "y": 320}]}]
+            ),
+        },
+        media_type="multipart/form-data",
+        description=FILE_PART + " The end frame as the file part `tail_image`, the static mask as `static_mask` and "
+        "the boat's mask as `dynamic_mask_1`, each a JPEG or PNG (fitted to the photo's framing).",
+    ),
+    request(
+        "Kling with an end frame and masks (JSON)",
+        {
+            "image_url": "https://example.com/photos/harbour.jpg",
+            "provider": "kling",
+            "model": "kling-video/v2.1/standard/image-to-video",
+            "prompt": "The boat sails out of the harbour at dusk",
+            "negative_prompt": "blur, distortion",
+            "duration": 5,
+            "kling_cfg_scale": 0.6,
+            "tail_image_url": "https://example.com/photos/harbour-night.jpg",
+            "static_mask_url": "https://example.com/masks/quay.png",
+            "dynamic_masks": [
+                {
+                    "mask_url": "https://example.com/masks/boat.png",
+                    "trajectories": [{"x": 200, "y": 300}, {"x": 400, "y": 310}, {"x": 600, "y": 320}],
+                }
+            ],
+        },
+    ),
     response("Queued", QUEUED_JOB, 201),
     invalid("No image", "image", "Send exactly one of image (file), image_url or data_uri."),
+    rejected(
+        "End frame for a provider without one",
+        "tail_image_url",
+        "not_supported",
+        "Local (embedded, offline) does not take an end frame (tail_image_url); providers that do: kling.",
+    ),
+    rejected(
+        "Trajectory point outside the frame",
+        "dynamic_masks",
+        "point_outside",
+        "dynamic_masks[0].trajectories[1] is (1100, 320), outside the 1024x576 frame: x must be from 0 to 1023 "
+        "and y from 0 to 575.",
+    ),
+    rejected(
+        "Too many dynamic masks",
+        "dynamic_masks",
+        "too_many",
+        "Kling (AI/ML API) takes at most 6 dynamic masks; 7 were given.",
+    ),
     unknown("Misspelt fields", serializers.JobCreateJsonInput, {"motoin_bucket_id": 200, "cfg": 5}),
     invalid("Unknown provider", "provider", "Unknown provider runway; choose one of local, stability."),
     rejected(
@@ -329,9 +385,34 @@ PROVIDERS_LIST = operation(
                 "supports_webhook": False,
                 "needs_prompt": False,
                 "needs_image_url": False,
+                "accepts_tail_image": False,
+                "accepts_masks": False,
             },
         },
-    )
+    ),
+    response(
+        "Kling through AI/ML API",
+        {
+            "name": "kling",
+            "label": "Kling (AI/ML API)",
+            "available": True,
+            "unavailable_reason": "",
+            "models": list(KlingProvider.models),
+            "default_model": KlingProvider.models[0],
+            "sizes": ["1024x576", "576x1024", "768x768"],
+            "parameters": {param.name: param.describe() for param in KlingProvider.parameters},
+            "cost": 10,
+            "min_poll_interval": 10.0,
+            "capabilities": {
+                "supports_cancel": False,
+                "supports_webhook": False,
+                "needs_prompt": True,
+                "needs_image_url": False,
+                "accepts_tail_image": True,
+                "accepts_masks": True,
+            },
+        },
+    ),
 )
 
 CREDITS_BALANCE = operation(response("Balance", {"balance": 99}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping
 
 from django.urls import reverse
@@ -17,7 +18,7 @@ from jobs.creation import format_bound
 from jobs.intake import FRAMINGS
 from jobs.models import ApiKey, Job, JobEvent, LedgerEntry
 from jobs.queue_position import queue_position
-from providers.registry import PROVIDERS
+from providers.registry import PROVIDERS, provider_class
 
 # DRF refuses a NUL in any text field ("Null characters are not allowed"); PostgreSQL could not store one.
 # "+", not "*": drf-spectacular writes a blank-allowed field as oneOf(this, maxLength 0), and
@@ -107,8 +108,111 @@ def _range(name: str, low: float, high: float) -> dict:
     return {"min_value": low, "max_value": high, "error_messages": {"min_value": message, "max_value": message}}
 
 
+# The most dynamic masks any provider takes: the multipart file parts they may come in.
+MAX_DYNAMIC_MASKS = max((provider_class(name).max_dynamic_masks for name in PROVIDERS), default=0)
+MASK_FILE_FIELDS = tuple(f"dynamic_mask_{n}" for n in range(1, MAX_DYNAMIC_MASKS + 1))
+# Generous bounds on the shape alone; the chosen provider's own limits (6 masks,
+# 2-77 points) are checked by jobs.extra_images with messages that say them.
+SHAPE_MASKS, SHAPE_POINTS = 20, 200
+MASK_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "mask_url": {
+            "type": "string",
+            "description": "The mask image: a public http(s) URL, or a data: URI (base64).",
+        },
+        "mask": {
+            "type": "string",
+            "enum": list(MASK_FILE_FIELDS),
+            "description": "Multipart only: the name of the file part that holds the mask image.",
+        },
+        "trajectories": {
+            "type": "array",
+            "description": "The path the masked area follows, in pixels of the job's frame (2-77 points for Kling).",
+            "items": {
+                "type": "object",
+                "properties": {"x": {"type": "integer", "minimum": 0}, "y": {"type": "integer", "minimum": 0}},
+                "required": ["x", "y"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["trajectories"],
+    "additionalProperties": False,
+}
+DYNAMIC_MASKS_EXAMPLE = [
+    {"mask_url": "https://example.com/masks/boat.png", "trajectories": [{"x": 200, "y": 300}, {"x": 600, "y": 320}]}
+]
+
+
+@extend_schema_field(
+    {
+        "anyOf": [
+            {"type": "array", "items": MASK_SCHEMA},
+            {"type": "string", "description": "In a multipart body: the same array written as JSON."},
+        ],
+        "description": "Motion-brush masks (providers that take them: see `capabilities.accepts_masks` in "
+        "GET /api/v1/providers): an array of `{mask_url | mask, trajectories: [{x, y}, …]}`. In JSON an array; "
+        "in a multipart body the same array as a JSON string, where `mask` may name the file part "
+        "(`dynamic_mask_1` … `dynamic_mask_6`) that holds the mask image.",
+        "example": DYNAMIC_MASKS_EXAMPLE,
+    }
+)
+class DynamicMasksField(serializers.Field):
+    """A JSON array of masks, or the same array as a JSON string (multipart),
+    read into ``[{"mask": name|None, "mask_url": url|None, "trajectory": [(x, y), ...]}]``."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                raise serializers.ValidationError(
+                    'dynamic_masks must be a JSON array like [{"mask_url": "https://…", '
+                    '"trajectories": [{"x": 10, "y": 20}, {"x": 30, "y": 40}]}].'
+                ) from None
+        if not isinstance(data, list) or len(data) > SHAPE_MASKS:
+            raise serializers.ValidationError(f"dynamic_masks must be an array of at most {SHAPE_MASKS} masks.")
+        masks = []
+        for index, item in enumerate(data):
+            where = f"dynamic_masks[{index}]"
+            if not isinstance(item, dict):
+                raise serializers.ValidationError(f"{where} must be an object {{mask_url | mask, trajectories}}.")
+            unknown = sorted(set(item) - {"mask", "mask_url", "trajectories"})
+            if unknown:
+                raise serializers.ValidationError(
+                    f"{where}: unknown key {unknown[0]}; it takes mask_url or mask, and trajectories."
+                )
+            sources = [key for key in ("mask", "mask_url") if item.get(key) not in (None, "")]
+            if len(sources) != 1 or not isinstance(item[sources[0]], str):
+                raise serializers.ValidationError(f"{where} must give exactly one of mask_url or mask, as a string.")
+            points = item.get("trajectories")
+            if not isinstance(points, list) or len(points) > SHAPE_POINTS:
+                raise serializers.ValidationError(f"{where}.trajectories must be an array of {{x, y}} points.")
+            trajectory = []
+            for n, point in enumerate(points):
+                if not isinstance(point, dict) or set(point) != {"x", "y"}:
+                    raise serializers.ValidationError(f"{where}.trajectories[{n}] must be an object {{x, y}}.")
+                trajectory.append((point["x"], point["y"]))
+            masks.append(
+                {"mask": item.get("mask") or None, "mask_url": item.get("mask_url") or None, "trajectory": trajectory}
+            )
+        return masks
+
+    def to_representation(self, value):
+        return value
+
+
 class JobCreateJsonInput(StrictInput, ProviderParameterFields):
     """A job from JSON: the image comes as `image_url` or `data_uri`."""
+
+    def validate_dynamic_masks(self, masks):
+        # JSON has no file parts for "mask" to name.
+        if not isinstance(self, JobCreateInput) and any(mask["mask"] for mask in masks):
+            raise serializers.ValidationError(
+                'A JSON body carries no files: give each mask as "mask_url" (a URL or data: URI).'
+            )
+        return masks
 
     # A plain string: the safe fetcher checks it and says precisely what is wrong.
     image_url = StrictCharField(
@@ -139,6 +243,17 @@ class JobCreateJsonInput(StrictInput, ProviderParameterFields):
     prompt = StrictCharField(required=False, allow_blank=True, max_length=2000)
     negative_prompt = StrictCharField(required=False, allow_blank=True, max_length=2000)
     request_id = StrictCharField(required=False, allow_blank=True, max_length=128)
+    tail_image_url = StrictCharField(
+        required=False,
+        help_text="The end frame, where the video should finish (providers with `capabilities.accepts_tail_image`): "
+        "a public http(s) URL of a JPEG or PNG, or a data: URI. Fitted to the photo's framing.",
+    )
+    static_mask_url = StrictCharField(
+        required=False,
+        help_text="Motion brush: the area that must stay still, as a mask image (white marks it): a public http(s) "
+        "URL or a data: URI. Fitted to the photo's framing.",
+    )
+    dynamic_masks = DynamicMasksField(required=False)
 
     SOURCES = {"image": "image (file)", "image_url": "image_url", "data_uri": "data_uri"}
 
@@ -155,6 +270,45 @@ class JobCreateInput(JobCreateJsonInput):
     """A job from a multipart form: the image may also be a file."""
 
     image = serializers.FileField(required=False, help_text="The image as a multipart file (JPEG or PNG, ≤ 10 MB).")
+    tail_image = serializers.FileField(
+        required=False, help_text="The end frame as a file (JPEG or PNG); or give tail_image_url."
+    )
+    static_mask = serializers.FileField(
+        required=False, help_text="The static mask as a file (JPEG or PNG); or give static_mask_url."
+    )
+    # One file part per dynamic mask a provider may take (dynamic_mask_1 ...), declared
+    # like any field so a strict input still refuses the names it does not know.
+    locals().update(
+        {
+            name: serializers.FileField(
+                required=False, help_text=f'A dynamic mask image, named by "mask": "{name}" in dynamic_masks.'
+            )
+            for name in MASK_FILE_FIELDS
+        }
+    )
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        for one, other in (("tail_image", "tail_image_url"), ("static_mask", "static_mask_url")):
+            if attrs.get(one) and attrs.get(other):
+                raise serializers.ValidationError({one: [f"Send {one} or {other}, not both."]})
+        named = [mask["mask"] for mask in attrs.get("dynamic_masks") or [] if mask["mask"]]
+        for name in named:
+            if name not in MASK_FILE_FIELDS or not attrs.get(name):
+                raise serializers.ValidationError(
+                    {
+                        "dynamic_masks": [
+                            f'"mask": "{name}" names no file part sent; send the mask image as {name} '
+                            f"(one of {', '.join(MASK_FILE_FIELDS)}) or give mask_url."
+                        ]
+                    }
+                )
+        unused = [name for name in MASK_FILE_FIELDS if attrs.get(name) and name not in named]
+        if unused:
+            raise serializers.ValidationError(
+                {unused[0]: [f'No dynamic mask names {unused[0]} ("mask": "{unused[0]}").']}
+            )
+        return attrs
 
 
 class JobListQuery(serializers.Serializer):
@@ -187,6 +341,30 @@ class ParametersOutput(ProviderParameterFields):
     height = serializers.IntegerField(
         help_text="The frame's height in pixels; for a Pipelet job, the height asked of Pipelet (720 or 480)."
     )
+    tail_image = serializers.BooleanField(required=False, help_text="Present (true) when the job has an end frame.")
+    static_mask = serializers.BooleanField(required=False, help_text="Present (true) when the job has a static mask.")
+    dynamic_masks = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Present when the job has dynamic masks: each `{trajectories: [{x, y}, …]}`, in order.",
+    )
+
+
+def extra_images_of(job: Job) -> dict:
+    """The job's end frame and masks as its parameters show them (absent when none)."""
+    shown: dict = {}
+    if job.tail_upload_id:
+        shown["tail_image"] = True
+    if provider_class(job.provider).accepts_masks if job.provider in PROVIDERS else False:
+        dynamic = []
+        for mask in job.masks.all():
+            if mask.is_static:
+                shown["static_mask"] = True
+            else:
+                dynamic.append({"trajectories": [{"x": x, "y": y} for x, y in mask.trajectory]})
+        if dynamic:
+            shown["dynamic_masks"] = dynamic
+    return shown
 
 
 class ErrorInfoOutput(serializers.Serializer):
@@ -263,6 +441,7 @@ class JobOutput(serializers.ModelSerializer):
             "width": job.width,
             "height": job.height,
             **{name: value for name, value in job.extra_params.items() if name in PROVIDER_PARAMETERS},
+            **extra_images_of(job),
         }
 
     @extend_schema_field(VideoInfoOutput(allow_null=True))
@@ -299,6 +478,12 @@ class ProviderCapabilitiesOutput(serializers.Serializer):
     needs_image_url = serializers.BooleanField(
         help_text="The provider fetches the image by URL: a job needs PUBLIC_BASE_URL on this install, "
         "or to be made from an image_url."
+    )
+    accepts_tail_image = serializers.BooleanField(
+        help_text="A job may give an end frame (tail_image or tail_image_url) where the video should finish."
+    )
+    accepts_masks = serializers.BooleanField(
+        help_text="A job may give motion-brush masks: static_mask(_url) and dynamic_masks with trajectories."
     )
 
 

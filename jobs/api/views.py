@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -20,6 +21,7 @@ from jobs import actions, ledger, links
 from jobs.api import examples as ex
 from jobs.api import serializers as s
 from jobs.api.errors import error_body
+from jobs.api.extra_images import read_extra_images
 from jobs.api.idempotency import binder, idempotent
 from jobs.api.parameters import provider_parameter_values
 from jobs.api.parsers import JSONParser
@@ -144,6 +146,7 @@ class JobListCreate(APIView):
             "extra_params": provider_parameter_values(v),
         }
         check_job_affordable(owner=request.user, **job_fields)  # before an image is fetched or decoded
+        extras = read_extra_images(v, job_fields["provider"] or settings.DEFAULT_PROVIDER)
         source_url = ""
         if v.get("image"):
             source, filename = v["image"], v["image"].name
@@ -162,6 +165,7 @@ class JobListCreate(APIView):
             negative_prompt=v.get("negative_prompt", ""),
             request_id=v.get("request_id", ""),
             on_created=binder(request),
+            **extras,
             **job_fields,
         )
         return self.created_response(request, job)
@@ -304,6 +308,8 @@ class ProviderList(APIView):
                         "supports_webhook": cls.supports_webhook,
                         "needs_prompt": cls.needs_prompt,
                         "needs_image_url": cls.needs_image_url,
+                        "accepts_tail_image": cls.accepts_tail_image,
+                        "accepts_masks": cls.accepts_masks,
                     },
                 }
             )

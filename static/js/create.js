@@ -49,11 +49,48 @@
     output.textContent = Number(input.value).toFixed(decimals(input.step || 1)) + (unit ? " " + unit : "");
   }
 
+  // Two providers may declare one name as different kinds (the local provider's
+  // duration is a slider, Kling's a choice of 5 or 10 s): make the box's control
+  // the kind the chosen provider declares, keeping its name, id and help.
+  function make(tag, attrs) {
+    var el = document.createElement(tag);
+    Object.keys(attrs).forEach(function (key) { el.setAttribute(key, attrs[key]); });
+    return el;
+  }
+
+  function fitControl(box, param) {
+    var control = box.querySelector("input, select");
+    var wantSelect = param.type === "choice";
+    if ((control.tagName === "SELECT") === wantSelect) return;
+    var name = box.dataset.param, id = "id_" + name;
+    var described = "param-" + name + "-help param-" + name + "-error";
+    var help = box.querySelector(".param-meaning");
+    Array.prototype.slice.call(box.children).forEach(function (el) {
+      if (el !== help && !el.classList.contains("error")) box.removeChild(el);
+    });
+    var label = make("label", {"for": id, "class": "param-label"});
+    if (wantSelect) {
+      box.insertBefore(label, help);
+      box.insertBefore(make("select", {name: name, id: id, "aria-describedby": described}), help);
+      return;
+    }
+    var head = make("div", {"class": "slider-head"});
+    head.appendChild(label);
+    head.appendChild(make("output", {id: "param-" + name + "-value", "for": id, "data-unit": param.unit || ""}));
+    var input = make("input", {type: "range", name: name, id: id, "aria-describedby": described});
+    input.addEventListener("input", function () { showValue(box); });
+    var scale = make("div", {"class": "scale", "aria-hidden": "true"});
+    scale.appendChild(make("span", {"class": "param-low"}));
+    scale.appendChild(make("span", {"class": "param-high"}));
+    [head, input, scale].forEach(function (el) { box.insertBefore(el, help); });
+  }
+
   function setParameters(p) {
     var own = {};
     (p.parameters || []).forEach(function (param) { own[param.name] = param; });
     Array.prototype.forEach.call(form.querySelectorAll(".provider-param"), function (box) {
       var param = own[box.dataset.param];
+      if (param) fitControl(box, param);
       var control = box.querySelector("input, select");
       box.hidden = !param;
       control.disabled = !param;  // a disabled control is not sent
@@ -66,7 +103,8 @@
         control.innerHTML = "";
         (param.choices || []).forEach(function (choice) {
           var option = document.createElement("option");
-          option.value = option.textContent = String(choice);
+          option.value = String(choice);
+          option.textContent = String(choice) + (param.unit ? " " + param.unit : "");
           control.appendChild(option);
         });
         control.value = (param.choices || []).map(String).indexOf(picked) >= 0 ? picked : String(param.default);
@@ -253,6 +291,8 @@
     select.textContent = "";
     p.models.forEach(function (m) { select.appendChild(new Option(m, m)); });
     $("prompt-fields").hidden = !p.needs_prompt;
+    $("tail-field").hidden = !p.accepts_tail_image;
+    $("id_tail_image").disabled = !p.accepts_tail_image;  // a disabled input is not sent
     setParameters(p);
     showCost();
   }

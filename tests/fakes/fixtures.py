@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fakes.aimlapi_server import FakeAimlServer
 from tests.fakes.pika_server import FakePikaServer
 from tests.fakes.pipelet_server import FakePipeletServer
 from tests.fakes.stability_server import FakeStabilityServer
@@ -48,5 +49,18 @@ def pipelet_server_fixture(settings) -> Iterator[FakePipeletServer]:
         settings.PIPELET_API_KEY = fake.token
         settings.PIPELET_POLL_INTERVAL = 0.0
         settings.PIPELET_OUTPUT = "base64"
+        settings.SAFE_FETCH_ALLOW = (fake.address,)
+        yield fake
+
+
+@pytest.fixture(name="aiml_server")
+def aiml_server_fixture(settings) -> Iterator[FakeAimlServer]:
+    """A fresh fake AI/ML API (Kling), with the settings pointing at it, no poll
+    floor, the current endpoint, and the safe fetch allowed to reach it (result downloads)."""
+    with FakeAimlServer(key="aiml-test-key") as fake:
+        settings.AIMLAPI_BASE_URL = fake.base_url
+        settings.AIMLAPI_KEY = fake.key
+        settings.AIMLAPI_POLL_INTERVAL = 0.0
+        settings.AIMLAPI_LEGACY_ENDPOINT = False
         settings.SAFE_FETCH_ALLOW = (fake.address,)
         yield fake
