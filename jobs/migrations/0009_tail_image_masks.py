@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0007_replicate_prompt_stage'),
+        ('jobs', '0008_queue_requests'),
     ]
 
     operations = [
