@@ -99,7 +99,7 @@ def test_an_end_frame_for_a_provider_that_takes_none_is_refused_naming_the_field
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "not_supported" and list(error["fields"]) == [field]
-    assert f"does not take an end frame ({field}); providers that do: kling" in error["message"]
+    assert f"does not take an end frame ({field}); providers that do: pipelet, kling." in error["message"]
     assert_nothing_kept(client.user)
 
 

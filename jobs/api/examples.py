@@ -402,6 +402,7 @@ PROVIDERS_LIST = operation(
             "sizes": ["1024x576", "576x1024", "768x768"],
             "parameters": {param.name: param.describe() for param in KlingProvider.parameters},
             "cost": 10,
+            "model_costs": {model: 10 for model in KlingProvider.models},
             "min_poll_interval": 10.0,
             "capabilities": {
                 "supports_cancel": False,
