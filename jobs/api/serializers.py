@@ -25,10 +25,11 @@ from providers.registry import PROVIDERS
 NO_NUL = r"^[^\x00]+$"
 
 
-def signed_result_url(request, job: Job, kind: str) -> str:
-    """An unguessable link that works without credentials until it expires."""
+def signed_result_url(request, job: Job, kind: str, until=None) -> str:
+    """An unguessable link that works without credentials until it expires
+    (``RESULT_LINK_SECONDS`` from now, or ``until``)."""
     path = reverse("api-job-file", args=[job.pk, kind])
-    url = f"{path}?token={links.sign(job.pk, kind)}"
+    url = f"{path}?token={links.sign(job.pk, kind, until=until)}"
     return request.build_absolute_uri(url) if request is not None else url
 
 
@@ -267,9 +268,11 @@ class JobOutput(serializers.ModelSerializer):
         if job.status != Job.COMPLETED or not job.video:
             return None
         request = self.context.get("request")
+        # A webhook's links must outlive its retries: they last as long as the video.
+        until = self.context.get("link_until")
         return {
-            "url": signed_result_url(request, job, "video"),
-            "poster_url": signed_result_url(request, job, "poster"),
+            "url": signed_result_url(request, job, "video", until),
+            "poster_url": signed_result_url(request, job, "poster", until),
             "frames": job.video_frames,
             "duration": job.video_duration,
             "bytes": job.video_bytes,
