@@ -346,11 +346,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # A job's status and a webhook delivery's share a field name, not a meaning.
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "jobs.models.Job.STATUS_CHOICES",
+        "DeliveryStatusEnum": "jobs.models.CallbackDelivery.STATUS_CHOICES",
+    },
     "TAGS": [
         {
             "name": "api",
             "description": "The native API: jobs from an upload, a URL or base64, their progress and results; "
-            "the providers and what they take; credits and API keys. Errors are "
+            "the providers and what they take; credits and API keys; webhook endpoints and their deliveries. Errors are "
             '`{"error": {"status", "code", "message", "fields"}}`.',
         }
     ],
