@@ -143,9 +143,11 @@ def test_retry_after_on_429_and_503_sets_the_next_attempt(receiver, status):
     attempt = delivery.deliver(only_delivery(endpoint=endpoint).pk)
     assert attempt.status_code == status
     assert 119 <= (attempt.next_attempt_at - before).total_seconds() <= 122  # not the schedule's 1 s
-    assert CallbackDelivery.objects.get(endpoint=endpoint).job.events.filter(
-        message__contains="as its Retry-After asked"
-    ).exists()
+    assert (
+        CallbackDelivery.objects.get(endpoint=endpoint)
+        .job.events.filter(message__contains="as its Retry-After asked")
+        .exists()
+    )
 
 
 @pytest.mark.django_db
