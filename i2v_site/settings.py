@@ -355,7 +355,8 @@ SPECTACULAR_SETTINGS = {
         {
             "name": "api",
             "description": "The native API: jobs from an upload, a URL or base64, their progress and results; "
-            "the providers and what they take; credits and API keys; webhook endpoints and their deliveries. Errors are "
+            "the providers and what they take; credits and API keys; webhook endpoints and their deliveries. "
+            "Errors are "
             '`{"error": {"status", "code", "message", "fields"}}`.',
         }
     ],

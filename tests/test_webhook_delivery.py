@@ -259,7 +259,7 @@ class WorkerDied(BaseException):
 def test_an_attempt_whose_worker_died_is_retried_after_its_lease_with_the_same_id(
     receiver, monkeypatch, django_capture_on_commit_callbacks
 ):
-    endpoint, secret = register(receiver)
+    endpoint, _ = register(receiver)
     pipeline.fail(make_job(endpoint.owner), "x", "No.")
     row = only_delivery(endpoint=endpoint)
     real_post = transport.post
