@@ -289,6 +289,26 @@ def test_an_attempt_whose_worker_died_is_retried_after_its_lease_with_the_same_i
     assert CallbackAttempt.objects.filter(delivery=row).count() == 1  # the dead worker recorded nothing
 
 
+@pytest.mark.django_db
+def test_a_batch_task_delivered_twice_or_late_makes_no_extra_attempt(receiver, monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", False)  # queued, not run: we run the task by hand
+    endpoint, _ = register(receiver)
+    pipeline.fail(make_job(endpoint.owner), "x", "No.")
+    row = only_delivery(endpoint=endpoint)
+    CallbackDelivery.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
+    assert dispatch.dispatch() == 1
+    row.refresh_from_db()
+    token = row.lease_until
+    from jobs.tasks import deliver_callbacks
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    deliver_callbacks([row.pk], token.isoformat())
+    deliver_callbacks([row.pk], token.isoformat())  # django-q2 redelivers it
+    assert len(receiver.wait_for(1)) == 1
+    row.refresh_from_db()
+    assert row.attempts == 1
+
+
 # --- the caps -------------------------------------------------------------------------------------
 
 
@@ -330,9 +350,11 @@ def test_a_hanging_receiver_costs_one_timeout_per_batch_not_per_delivery(receive
     started = time_module.monotonic()
     from jobs.tasks import deliver_callbacks
 
+    token = timezone.now() + timedelta(seconds=60)  # as the dispatcher stamps a batch
+    CallbackDelivery.objects.update(lease_until=token)
     Conf.SYNC, was = False, Conf.SYNC
     try:
-        deliver_callbacks(ids, (timezone.now() - timedelta(seconds=1)).isoformat())
+        deliver_callbacks(ids, token.isoformat())
     finally:
         Conf.SYNC = was
         receiver.release()

@@ -184,7 +184,7 @@ def _on_created(request, callback_url: str):
     def created(job: Job) -> None:
         if bind is not None:
             bind(job)
-        attach_job_callback(job, callback_url, public_base_url=base_url)
+        attach_job_callback(job, callback_url, public_base_url=base_url, check=False)  # checked before the work
 
     return created
 

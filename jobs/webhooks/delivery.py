@@ -45,8 +45,12 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 def timeout_for(format_name: str) -> float:
     if format_name == CallbackTarget.FORMAT_I2V and settings.CALLBACK_TIMEOUT:
-        return settings.CALLBACK_TIMEOUT
-    return settings.WEBHOOK_TIMEOUT
+        wanted = settings.CALLBACK_TIMEOUT
+    else:
+        wanted = settings.WEBHOOK_TIMEOUT
+    # A batch of attempts is one queue task: it must end inside the task's own
+    # timeout (Q_TIMEOUT), or django-q2 kills the worker in the middle of it.
+    return min(wanted, settings.Q_CLUSTER["timeout"] - LEASE_MARGIN)
 
 
 def retry_schedule(format_name: str) -> list[float]:
@@ -76,10 +80,15 @@ def due(now=None):
 
 
 def _claim(delivery_id, token: datetime | None) -> CallbackDelivery | None:
+    """The row, leased for one attempt; None when it is not ours to try.
+
+    With a ``token`` (a task from the dispatcher) only a row still carrying
+    that stamp is ours: a task delivered twice, or late after its rows were
+    handed over again, finds the stamp gone and does nothing. Without one (a
+    direct call), any row nobody holds.
+    """
     now = timezone.now()
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    if token is not None:
-        free |= Q(lease_until=token)
+    free = Q(lease_until=token) if token is not None else Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     row = CallbackDelivery.objects.filter(pk=delivery_id).values_list("format", flat=True).first()
     if row is None:
         return None

@@ -131,10 +131,18 @@ def job_callback_secret(user) -> JobCallbackSecret:
     return formats.job_callback_secret(user)
 
 
-def attach_job_callback(job: Job, url: str, *, public_base_url: str) -> CallbackTarget:
-    """Tell ``url`` when ``job`` ends (Standard Webhooks, signed with the owner's
-    job-callback secret). Call it in the job's creating transaction (``on_created``),
-    after ``check_webhook_url``: a job has at most one callback target."""
+def attach_job_callback(job: Job, url: str, *, public_base_url: str = "", check: bool = True) -> CallbackTarget:
+    """Tell ``url`` when ``job`` ends (job.completed, job.failed, job.cancelled as
+    Standard Webhooks, signed with the owner's job-callback secret).
+
+    Call it in the job's creating transaction (``create_job…(on_created=…)``);
+    a job has at most one callback target. Raises ``EndpointInputError`` for a
+    URL we would not post to (``check=False`` when the caller has just checked
+    it, to refuse it before doing any work). Links in the body start at
+    ``public_base_url`` (default ``PUBLIC_BASE_URL``).
+    """
+    if check:
+        url = check_webhook_url(url, "callback_url")
     formats.job_callback_secret(job.owner)  # exists before anything is signed with it
     return CallbackTarget.objects.create(
         job=job,
@@ -142,7 +150,7 @@ def attach_job_callback(job: Job, url: str, *, public_base_url: str) -> Callback
         format=CallbackTarget.FORMAT_STANDARD,
         request_id=str(job.pk),
         url=url,
-        public_base_url=public_base_url,
+        public_base_url=public_base_url or settings.PUBLIC_BASE_URL,
     )
 
 
