@@ -15,11 +15,15 @@ Baseline: ``--jobs`` jobs of user B on the embedded ``local`` provider, one
 after the other, each timed from its creation to ``completed``, with no
 delivery pending anywhere.
 
-Backlog: user A's endpoint points at the hanging receiver and ``--backlog``
-deliveries to it are due at once (written as the outbox writes them). Once the
+Backlog: user A's ``--endpoints`` endpoints point at the hanging receiver and
+``--backlog`` deliveries spread over them are due at once (written as the
+outbox writes them). Once the
 receiver holds the first requests, the same ``--jobs`` jobs of user B are run
 and timed the same way. Printed: both timings, their ratio, how many attempts
 the hanging receiver got meanwhile and the most deliveries seen in flight.
+Then (``--no-uncapped`` skips it) the cluster is restarted with
+WEBHOOK_MAX_TASKS = workers, so delivery tasks may take every worker, and the
+jobs are timed once more: what the cap is for.
 Logs are kept in bench/out/. A default run takes about two minutes on 2 cores.
 """
 
@@ -50,8 +54,15 @@ from bench_inflight import (
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backlog", type=int, default=1000, help="deliveries to the hanging receiver (1000)")
+    parser.add_argument("--endpoints", type=int, default=2, help="endpoints the backlog is spread over (2)")
     parser.add_argument("--jobs", type=int, default=5, help="jobs of the other user per phase (5)")
     parser.add_argument("--workers", type=int, default=2, help="Q_WORKERS of the cluster (2)")
+    parser.add_argument(
+        "--uncapped",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the backlog phase with WEBHOOK_MAX_TASKS = workers (default: yes)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     return parser.parse_args(argv)
 
@@ -123,49 +134,80 @@ def run(args: argparse.Namespace) -> int:
         print(f"  baseline: {' '.join(f'{t:.2f}' for t in baseline)} s", flush=True)
 
         owner = UserFactory(username="integrator")
-        endpoint, _ = create_endpoint(owner=owner, url=f"{receiver.base_url}/hooks", public_base_url="http://bench")
+        hooks = [
+            create_endpoint(owner=owner, url=f"{receiver.base_url}/hooks/{i}", public_base_url="http://bench")[0]
+            for i in range(args.endpoints)
+        ]
         finished = make_job(owner)
         pipeline.fail(finished, "bench", "A job whose webhook is due.")
-        pending_backlog(endpoint, finished, args.backlog)
+        for i, endpoint in enumerate(hooks):
+            pending_backlog(endpoint, finished, args.backlog // args.endpoints + (i < args.backlog % args.endpoints))
+        backlog_rows = CallbackDelivery.objects.filter(endpoint__in=hooks)
         wait(lambda: len(receiver.received) >= 1, 120, "the first attempt at the hanging receiver", procs)
-        phase_start = time.monotonic()
         seen_in_flight = 0
-        backlog = []
-        for _ in range(args.jobs):
-            job = make_job(other, enqueue=True)
-            started = time.monotonic()
 
-            def done(job=job) -> bool:
-                nonlocal seen_in_flight
-                held = CallbackDelivery.objects.filter(endpoint=endpoint, lease_until__gt=time_now()).count()
-                seen_in_flight = max(seen_in_flight, held)
-                return Job.objects.get(pk=job.pk).is_final
+        def jobs_beside_the_backlog() -> list[float]:
+            nonlocal seen_in_flight
+            times = []
+            for _ in range(args.jobs):
+                job = make_job(other, enqueue=True)
+                started = time.monotonic()
 
-            wait(done, 600, f"job {job.pk}", procs)
-            job.refresh_from_db()
-            if job.status != Job.COMPLETED:
-                raise RuntimeError(f"job {job.pk} ended {job.status}: {job.error_message}")
-            backlog.append(time.monotonic() - started)
+                def done(job=job) -> bool:
+                    nonlocal seen_in_flight
+                    held = backlog_rows.filter(lease_until__gt=time_now()).count()
+                    seen_in_flight = max(seen_in_flight, held)
+                    return Job.objects.get(pk=job.pk).is_final
+
+                wait(done, 600, f"job {job.pk}", procs)
+                job.refresh_from_db()
+                if job.status != Job.COMPLETED:
+                    raise RuntimeError(f"job {job.pk} ended {job.status}: {job.error_message}")
+                times.append(time.monotonic() - started)
+            return times
+
+        phase_start = time.monotonic()
+        backlog = jobs_beside_the_backlog()
         phase_s = time.monotonic() - phase_start
         print(f"  with the backlog: {' '.join(f'{t:.2f}' for t in backlog)} s", flush=True)
+        attempts = CallbackAttempt.objects.filter(delivery__in=backlog_rows).count()
+        pending = backlog_rows.filter(status=CallbackDelivery.PENDING).count()
+        requests = len(receiver.received)
 
-        attempts = CallbackAttempt.objects.filter(delivery__endpoint=endpoint).count()
-        pending = CallbackDelivery.objects.filter(endpoint=endpoint, status=CallbackDelivery.PENDING).count()
+        # Why the cap: the same, with delivery tasks allowed on every worker.
+        uncapped = []
+        if args.uncapped:
+            for proc in procs.values():
+                stop_process(proc)
+            os.environ["WEBHOOK_MAX_TASKS"] = str(args.workers)
+            backlog_rows.update(lease_until=None, next_attempt_at=time_now())
+            before = len(receiver.received)
+            for name, command in (("worker", "runworker"), ("sweeper", "runsweeper")):
+                procs[name] = start_process(command, logs[name])
+            wait(lambda: len(receiver.received) > before, 120, "the uncapped cluster's first attempt", procs)
+            uncapped = jobs_beside_the_backlog()
+            print(f"  uncapped (WEBHOOK_MAX_TASKS={args.workers}): {' '.join(f'{t:.2f}' for t in uncapped)} s")
         base_median, backlog_median = percentile(baseline, 50), percentile(backlog, 50)
         print()
         print(f"| another user's job, creation -> completed ({args.jobs} jobs) | median | max |")
         print("|---|---|---|")
         print(f"| no deliveries pending | {base_median:.2f} s | {max(baseline):.2f} s |")
         print(
-            f"| {args.backlog} deliveries due to a receiver that never answers | {backlog_median:.2f} s "
+            f"| {args.backlog} deliveries due to {args.endpoints} endpoints that never answer | {backlog_median:.2f} s "
             f"| {max(backlog):.2f} s |"
         )
         print(f"| ratio | {backlog_median / base_median:.2f}x | {max(backlog) / max(baseline):.2f}x |")
+        if uncapped:
+            print(
+                f"| the same, WEBHOOK_MAX_TASKS={args.workers} (no worker kept for jobs) "
+                f"| {percentile(uncapped, 50):.2f} s ({percentile(uncapped, 50) / base_median:.2f}x) "
+                f"| {max(uncapped):.2f} s |"
+            )
         print()
         print(
-            f"During the {phase_s:.0f} s of the backlog phase the hanging receiver got {len(receiver.received)} "
+            f"During the {phase_s:.0f} s of the backlog phase the hanging receiver got {requests} "
             f"requests ({attempts} attempts recorded as failed after the timeout); at most {seen_in_flight} "
-            f"deliveries were in flight at once; {pending} of {args.backlog + 1} still pending at the end."
+            f"deliveries were in flight at once; {pending} of {args.backlog} still pending at the end."
         )
         print(f"Load average: start {load_start[0]:.2f}, end {os.getloadavg()[0]:.2f}")
         for name, path in logs.items():

@@ -118,10 +118,26 @@ def deliver_callbacks(delivery_ids: list[int], token: str) -> None:
     if Conf.SYNC or len(delivery_ids) == 1:
         for delivery_id in delivery_ids:
             run(delivery_id)
-        return
-    with ThreadPoolExecutor(max_workers=len(delivery_ids)) as pool:
-        for future in [pool.submit(run, delivery_id) for delivery_id in delivery_ids]:
-            future.result()
+    else:
+        with ThreadPoolExecutor(max_workers=len(delivery_ids)) as pool:
+            for future in [pool.submit(run, delivery_id) for delivery_id in delivery_ids]:
+                future.result()
+    if not Conf.SYNC:
+        _dispatch_next()
+
+
+def _dispatch_next() -> None:
+    """The receiver's slot is free again: hand over what waits for it now,
+    rather than at the next sweep (a busy receiver's deliveries would otherwise
+    go one batch per sweep interval)."""
+    from jobs.webhooks import dispatch
+
+    try:
+        dispatch.dispatch()
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("deliveries: database unavailable (%s); the sweeper will hand them over", exc)
+    finally:
+        connection.close()
 
 
 def enqueue_deliveries(delivery_ids: list[int], token) -> None:

@@ -9,6 +9,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
+from jobs.actions import ActionRefused
 from jobs.api import examples as ex
 from jobs.api import serializers as s
 from jobs.api.parsers import JSONParser
@@ -185,8 +186,6 @@ class WebhookRedeliver(APIView):
         if found is None:
             raise Http404
         if not endpoint.is_enabled:
-            from jobs.actions import ActionRefused
-
             raise ActionRefused("This endpoint is disabled; enable it (PATCH enabled: true) to send to it again.")
         again = endpoints.redeliver(found, by=request.user)
         again.refresh_from_db()
