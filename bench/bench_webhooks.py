@@ -145,18 +145,21 @@ def run(args: argparse.Namespace) -> int:
         backlog_rows = CallbackDelivery.objects.filter(endpoint__in=hooks)
         wait(lambda: len(receiver.received) >= 1, 120, "the first attempt at the hanging receiver", procs)
         seen_in_flight = 0
+        seen_receivers = 0
 
         def jobs_beside_the_backlog() -> list[float]:
-            nonlocal seen_in_flight
+            nonlocal seen_in_flight, seen_receivers
+            seen_in_flight = seen_receivers = 0
             times = []
             for _ in range(args.jobs):
                 job = make_job(other, enqueue=True)
                 started = time.monotonic()
 
                 def done(job=job) -> bool:
-                    nonlocal seen_in_flight
-                    held = backlog_rows.filter(lease_until__gt=time_now()).count()
-                    seen_in_flight = max(seen_in_flight, held)
+                    nonlocal seen_in_flight, seen_receivers
+                    held = list(backlog_rows.filter(lease_until__gt=time_now()).values_list("receiver", flat=True))
+                    seen_in_flight = max(seen_in_flight, len(held))
+                    seen_receivers = max(seen_receivers, len(set(held)))
                     return Job.objects.get(pk=job.pk).is_final
 
                 wait(done, 600, f"job {job.pk}", procs)
@@ -173,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         attempts = CallbackAttempt.objects.filter(delivery__in=backlog_rows).count()
         pending = backlog_rows.filter(status=CallbackDelivery.PENDING).count()
         requests = len(receiver.received)
+        capped_in_flight = (seen_in_flight, seen_receivers)
 
         # Why the cap: the same, with delivery tasks allowed on every worker.
         uncapped = []
@@ -186,7 +190,10 @@ def run(args: argparse.Namespace) -> int:
                 procs[name] = start_process(command, logs[name])
             wait(lambda: len(receiver.received) > before, 120, "the uncapped cluster's first attempt", procs)
             uncapped = jobs_beside_the_backlog()
-            print(f"  uncapped (WEBHOOK_MAX_TASKS={args.workers}): {' '.join(f'{t:.2f}' for t in uncapped)} s")
+            print(
+                f"  uncapped (WEBHOOK_MAX_TASKS={args.workers}): {' '.join(f'{t:.2f}' for t in uncapped)} s; "
+                f"at most {seen_in_flight} deliveries to {seen_receivers} endpoint(s) in flight"
+            )
         base_median, backlog_median = percentile(baseline, 50), percentile(backlog, 50)
         print()
         print(f"| another user's job, creation -> completed ({args.jobs} jobs) | median | max |")
@@ -206,8 +213,9 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(
             f"During the {phase_s:.0f} s of the backlog phase the hanging receiver got {requests} "
-            f"requests ({attempts} attempts recorded as failed after the timeout); at most {seen_in_flight} "
-            f"deliveries were in flight at once; {pending} of {args.backlog} still pending at the end."
+            f"requests ({attempts} attempts recorded as failed after the timeout); at most "
+            f"{capped_in_flight[0]} deliveries to {capped_in_flight[1]} endpoint(s) were in flight at once; "
+            f"{pending} of {backlog_rows.count()} still pending at the end."
         )
         print(f"Load average: start {load_start[0]:.2f}, end {os.getloadavg()[0]:.2f}")
         for name, path in logs.items():

@@ -35,12 +35,17 @@ from providers.safe_fetch import FetchRefused
 
 log = logging.getLogger(__name__)
 
-# The lease outlasts the attempt's own deadline by this much.
-LEASE_MARGIN = 5.0
+# The lease outlasts the attempt's own deadline by this much: recording the
+# attempt may wait on a busy database, and a lease that ran out before it was
+# recorded would let the dispatcher start a second batch at the same receiver.
+# (Only a crashed attempt waits this long to be retried.)
+LEASE_MARGIN = 30.0
 # Each pause is stretched or shrunk by up to this share, so retries after an
 # outage do not all arrive in the same second.
 JITTER = 0.05
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+# Seconds a batch task keeps, inside the queue's task timeout, for its database work.
+TASK_MARGIN = 5.0
 
 
 def timeout_for(format_name: str) -> float:
@@ -50,7 +55,7 @@ def timeout_for(format_name: str) -> float:
         wanted = settings.WEBHOOK_TIMEOUT
     # A batch of attempts is one queue task: it must end inside the task's own
     # timeout (Q_TIMEOUT), or django-q2 kills the worker in the middle of it.
-    return min(wanted, settings.Q_CLUSTER["timeout"] - LEASE_MARGIN)
+    return min(wanted, settings.Q_CLUSTER["timeout"] - TASK_MARGIN)
 
 
 def retry_schedule(format_name: str) -> list[float]:

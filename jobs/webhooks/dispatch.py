@@ -45,6 +45,7 @@ def _dispatch_lease() -> timedelta:
 def busy_receivers(now) -> set[str]:
     return set(
         CallbackDelivery.objects.filter(status=CallbackDelivery.PENDING, lease_until__gt=now)
+        .order_by()
         .values_list("receiver", flat=True)
         .distinct()
     )
