@@ -324,7 +324,10 @@ def test_one_receiver_gets_one_batch_in_flight_and_the_others_get_the_free_slots
     pipeline.fail(make_job(other.owner), "x", "No.")
     third, _ = register(receiver, path="/third")
     pipeline.fail(make_job(third.owner), "x", "No.")
-    CallbackDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    # Due in this order: the slow receiver's backlog first, then the others'.
+    for seconds, endpoint in ((30, slow), (20, other), (10, third)):
+        due = timezone.now() - timedelta(seconds=seconds)
+        CallbackDelivery.objects.filter(endpoint=endpoint).update(next_attempt_at=due)
 
     assert dispatch.dispatch() == 4  # 3 for the first receiver in line, 1 for the next; no slot for the third
     held = CallbackDelivery.objects.filter(lease_until__isnull=False)

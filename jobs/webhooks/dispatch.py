@@ -19,22 +19,50 @@ over with a lease (``lease_until``, the same value for a batch, passed to the
 task as its token); the worker's claim replaces it with the attempt's own
 lease, and recording the attempt clears it. A lost queue message or a killed
 worker leaves a lease that runs out, and the row is due again, with the same
-``webhook-id``. Two dispatchers racing (the sweeper and a commit hook) cannot
-hand the same row over twice (the stamp is a compare-and-set), but may
-briefly start two batches for one receiver; the caps are a bound on normal
-running, not a lock.
+``webhook-id``. Dispatchers (the sweeper, a commit hook, a batch that has
+just ended) take turns through a short lock in the shared cache, so two of
+them cannot both see a receiver idle and each start a batch at it; one that
+finds the lock taken does nothing (the sweeper comes round again within
+``SWEEP_INTERVAL``). Should the cache fail, they go ahead unlocked: a row is
+still never handed over twice (the stamp is a compare-and-set), only the
+caps may be exceeded for a moment.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Min, Q
 from django.utils import timezone
 
 from jobs.models import CallbackDelivery
 from jobs.webhooks import delivery
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "i2v:webhooks:dispatch"
+# A dispatcher that died holding the lock holds it no longer than this.
+LOCK_SECONDS = 10
+
+
+@contextmanager
+def _turn():
+    """True when this dispatcher has the turn (or the cache cannot say)."""
+    try:
+        mine = cache.add(LOCK_KEY, 1, timeout=LOCK_SECONDS)
+    except Exception:
+        log.warning("webhook dispatch: the cache is unavailable; dispatching without the lock", exc_info=True)
+        yield True
+        return
+    try:
+        yield mine
+    finally:
+        if mine:
+            cache.delete(LOCK_KEY)
 
 
 def _dispatch_lease() -> timedelta:
@@ -52,7 +80,13 @@ def busy_receivers(now) -> set[str]:
 
 
 def dispatch(now=None) -> int:
-    """Hand due deliveries over, within the caps; returns how many were handed over."""
+    """Hand due deliveries over, within the caps; returns how many were handed over
+    (0 too when another dispatcher has the turn)."""
+    with _turn() as mine:
+        return _dispatch(now) if mine else 0
+
+
+def _dispatch(now=None) -> int:
     from jobs.tasks import enqueue_deliveries
 
     now = now or timezone.now()
