@@ -7,7 +7,7 @@ PORT ?= 8000
 BIND ?= 127.0.0.1:$(PORT)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v bench-pipelet clean
+.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench-i2v: setup
 
 bench-pipelet: setup
 	$(PY) bench/bench_pipelet_memory.py
+
+bench-webhooks: setup
+	$(PY) bench/bench_webhooks.py
 
 clean:
 	rm -rf $(VENV) var

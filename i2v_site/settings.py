@@ -346,11 +346,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # A job's status and a webhook delivery's share a field name, not a meaning.
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "jobs.models.Job.STATUS_CHOICES",
+        "DeliveryStatusEnum": "jobs.models.CallbackDelivery.STATUS_CHOICES",
+    },
     "TAGS": [
         {
             "name": "api",
             "description": "The native API: jobs from an upload, a URL or base64, their progress and results; "
-            "the providers and what they take; credits and API keys. Errors are "
+            "the providers and what they take; credits and API keys; webhook endpoints and their deliveries. "
+            "Errors are "
             '`{"error": {"status", "code", "message", "fields"}}`.',
         }
     ],
@@ -424,11 +430,29 @@ CALLBACK_API_URL = env_url("CALLBACK_API_URL", "")
 # The provider behind POST /api/v1/i2v when Pika and Replicate's keys are not
 # both set (with both: CLIP interrogator, then Pika, as the original did).
 I2V_COMPAT_PROVIDER = env_str("I2V_COMPAT_PROVIDER", "local")
-# Seconds to wait before each retry of a callback that failed; one attempt
-# more than there are entries, then the delivery gives up.
-CALLBACK_RETRY_SCHEDULE = env_seconds_list("CALLBACK_RETRY_SCHEDULE", [10.0, 60.0, 300.0, 1800.0, 3600.0])
-# Seconds one callback attempt may take (connect, send, answer).
-CALLBACK_TIMEOUT = env_float("CALLBACK_TIMEOUT", 10.0, minimum=0.5)
+# --- Outbound webhooks (and the I2V callback: the same machinery) ---
+# Seconds before each attempt of a delivery, the first included (Standard
+# Webhooks: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h);
+# each pause gets +-5% jitter. When the list runs out the delivery has failed.
+WEBHOOK_RETRY_SCHEDULE = env_seconds_list(
+    "WEBHOOK_RETRY_SCHEDULE", [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0]
+)
+# Seconds one attempt may take in all (connect, send, answer).
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 15.0, minimum=0.5)
+# Seconds to wait for a connection: a host that does not take one is given up sooner.
+WEBHOOK_CONNECT_TIMEOUT = env_float("WEBHOOK_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+# The longest Retry-After (on 429 and 503) we honour, in seconds.
+WEBHOOK_RETRY_AFTER_MAX = env_float("WEBHOOK_RETRY_AFTER_MAX", 3600.0, minimum=0.0)
+# Attempts in flight to one receiver at a time, all in one queue task.
+WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4, minimum=1)
+# Delivery tasks in flight at a time, across receivers: what webhooks may take
+# of the workers (the rest always run jobs). Default: all workers but one.
+WEBHOOK_MAX_TASKS = env_int("WEBHOOK_MAX_TASKS", max(1, Q_CLUSTER["workers"] - 1), minimum=1)
+# The I2V API callback's own settings, kept for existing installs: the pauses
+# before each retry (the first attempt is at once) and one attempt's deadline.
+# Unset, the WEBHOOK_ ones apply.
+CALLBACK_RETRY_SCHEDULE = env_seconds_list("CALLBACK_RETRY_SCHEDULE", []) or None
+CALLBACK_TIMEOUT = env_float("CALLBACK_TIMEOUT", 0.0, minimum=0.0) or None
 
 # Kling through AI/ML API (providers/kling.py): enabled when the key is set.
 AIMLAPI_KEY = env_str("AIMLAPI_KEY", "")

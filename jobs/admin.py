@@ -43,7 +43,17 @@ from django.utils.text import smart_split, unescape_string_literal
 from jobs import actions, ledger
 from jobs.accounts import email_taken
 from jobs.creation import JobInputError
-from jobs.models import CallbackDelivery, CreditAccount, Job, JobEvent, LedgerEntry, QueueRequest, Upload
+from jobs.models import (
+    CallbackAttempt,
+    CallbackDelivery,
+    CreditAccount,
+    Job,
+    JobEvent,
+    LedgerEntry,
+    QueueRequest,
+    Upload,
+    WebhookEndpoint,
+)
 from jobs.queue_position import queue_position
 from jobs.staff_files import staff_file_url
 from jobs.webhooks import outbox
@@ -944,3 +954,171 @@ class UserWithCreditsAdmin(UserAdmin):
             self.message_user(
                 request, f"{user}: {abs(amount)} credit(s) {done}; the balance is now {entry.balance_after}."
             )
+
+
+# --- Webhooks ------------------------------------------------------------------------
+
+
+class CallbackAttemptInline(ReadOnly, admin.TabularInline):
+    """Every try at a delivery, as it went."""
+
+    model = CallbackAttempt
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = (
+        "at",
+        "succeeded",
+        "status_code",
+        "duration_ms",
+        "error",
+        "response_body",
+        "next_attempt_at",
+    )
+
+
+@admin.register(CallbackDelivery)
+class CallbackDeliveryAdmin(ReadOnly, BigTableAdmin):
+    """Every delivery (webhook endpoints, jobs' callback URLs, the I2V callback),
+    its attempts, and "send again"."""
+
+    list_display = ("id", "event", "url", "status", "attempts", "next_attempt_at", "created_at", "job_link")
+    list_filter = ("status", "format", "event_type")
+    search_fields = ("=msg_id", "=job__id", "url")
+    search_help_text = "webhook-id (msg_…), job id or the receiver's URL."
+    list_select_related = ("job", "endpoint")
+    raw_id_fields = ("job", "endpoint")
+    inlines = [CallbackAttemptInline]
+    actions = ["send_again"]
+    fields = readonly_fields = (
+        "job",
+        "endpoint",
+        "format",
+        "event_type",
+        "msg_id",
+        "url",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "lease_until",
+        "last_error",
+        "created_at",
+        "delivered_at",
+        "requested_by",
+        "body",
+    )
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # The links from an endpoint's page and a job's page.
+        return lookup in ("endpoint__id__exact", "job__id__exact") or super().lookup_allowed(lookup, value, request)
+
+    @admin.display(description="event", ordering="event_type")
+    def event(self, delivery: CallbackDelivery) -> str:
+        return delivery.event_type or f"{delivery.format} callback"
+
+    @admin.display(description="job")
+    def job_link(self, delivery: CallbackDelivery):
+        return admin_link(delivery.job_id, "admin:jobs_job_change", short(delivery.job_id))
+
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm("jobs.change_job")
+
+    @admin.action(description="Send the selected deliveries again", permissions=["operate"])
+    def send_again(self, request, queryset):
+        for found in queryset.select_related("job"):
+            again = outbox.send_again(found.job, by=request.user, delivery=found)
+            self.message_user(request, f"Delivery {found.pk}: to {again.url} queued again.", messages.SUCCESS)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/send-again/",
+                self.admin_site.admin_view(self.send_again_view),
+                name="jobs_callbackdelivery_send_again",
+            ),
+            *super().get_urls(),
+        ]
+
+    def send_again_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        found = self.get_object(request, unquote(object_id))
+        if found is None:
+            raise Http404(f"No delivery {object_id}.")
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        self.send_again(request, CallbackDelivery.objects.filter(pk=found.pk))
+        return HttpResponseRedirect(reverse("admin:jobs_callbackdelivery_change", args=[found.pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "send_again_url": reverse("admin:jobs_callbackdelivery_send_again", args=[object_id]),
+            "can_operate": self.has_operate_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ReadOnly, admin.ModelAdmin):
+    """Users' endpoints: where they point, whether they are enabled, what was sent. Secrets are not shown."""
+
+    list_display = ("url", "owner", "events_list", "enabled", "disabled_reason", "created_at")
+    list_filter = (("disabled_at", admin.EmptyFieldListFilter), "created_at")
+    search_fields = ("url", "owner__username", "=owner__email")
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner",)
+    actions = ["enable_endpoints"]
+    fields = readonly_fields = (
+        "id",
+        "owner",
+        "url",
+        "events",
+        "description",
+        "public_base_url",
+        "disabled_at",
+        "disabled_reason",
+        "previous_secret_until",
+        "created_at",
+        "recent_deliveries",
+    )
+
+    @admin.display(description="deliveries")
+    def recent_deliveries(self, endpoint: WebhookEndpoint):
+        """The latest twenty, each linking to its attempts; all of them in the deliveries list."""
+        rows = endpoint.deliveries.order_by("-created_at", "-id")[:20]
+        lines = format_html_join(
+            "",
+            '<li><a href="{}">{} {}</a> — {} after {} attempt(s){}</li>',
+            (
+                (
+                    reverse("admin:jobs_callbackdelivery_change", args=[row.pk]),
+                    row.event_type,
+                    row.msg_id,
+                    row.get_status_display(),
+                    row.attempts,
+                    f"; {row.last_error}" if row.last_error else "",
+                )
+                for row in rows
+            ),
+        )
+        everything = reverse("admin:jobs_callbackdelivery_changelist") + f"?endpoint__id__exact={endpoint.pk}"
+        return format_html('<ul id="endpoint-deliveries">{}</ul><a href="{}">All deliveries</a>', lines, everything)
+
+    @admin.display(description="events")
+    def events_list(self, endpoint: WebhookEndpoint) -> str:
+        return ", ".join(endpoint.events)
+
+    @admin.display(description="enabled", boolean=True)
+    def enabled(self, endpoint: WebhookEndpoint) -> bool:
+        return endpoint.is_enabled
+
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm("jobs.change_job")
+
+    @admin.action(description="Enable the selected endpoints (send what waited)", permissions=["operate"])
+    def enable_endpoints(self, request, queryset):
+        from jobs.webhooks.endpoints import enable_endpoint
+
+        for endpoint in queryset:
+            enable_endpoint(endpoint)
+        self.message_user(request, f"{queryset.count()} endpoint(s) enabled.", messages.SUCCESS)

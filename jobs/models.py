@@ -356,7 +356,9 @@ class CallbackTarget(models.Model):
     """
 
     FORMAT_I2V = "i2v"
-    FORMAT_CHOICES = [(FORMAT_I2V, "I2V API (G.A.M.E callback)")]
+    # Standard Webhooks (signed); a job's own ``callback_url`` from the native API.
+    FORMAT_STANDARD = "standard"
+    FORMAT_CHOICES = [(FORMAT_I2V, "I2V API (G.A.M.E callback)"), (FORMAT_STANDARD, "Standard Webhooks")]
 
     job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="callback_target")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
@@ -393,6 +395,16 @@ class CallbackDelivery(models.Model):
     STATUS_CHOICES = [(PENDING, "Pending"), (DELIVERED, "Delivered"), (FAILED, "Failed (gave up)")]
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="deliveries")
+    # Set for a delivery to a registered endpoint; null for a job's own callback URL.
+    endpoint = models.ForeignKey(
+        "WebhookEndpoint", null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    # Standard Webhooks: the event's type and ``webhook-id`` (the same on every attempt).
+    event_type = models.CharField(max_length=32, blank=True)
+    msg_id = models.CharField(max_length=40, blank=True, db_index=True)
+    # Who receives it ("endpoint:<id>", or "host:<host:port>" for a bare URL): the
+    # unit the dispatcher caps, so one slow receiver cannot take every worker.
+    receiver = models.CharField(max_length=300, blank=True, db_index=True)
     format = models.CharField(max_length=16)
     url = models.CharField(max_length=2048)
     body = models.TextField(help_text="Sent byte for byte (UTF-8) on every attempt.")
@@ -408,6 +420,7 @@ class CallbackDelivery(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name_plural = "callback deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
 
     def __str__(self) -> str:
         return f"{self.format} callback for job {self.job_id} ({self.status})"
@@ -447,3 +460,65 @@ class QueueRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} request {self.job_id}"
+
+
+class SigningSecret(models.Model):
+    """A ``whsec_`` secret that signs deliveries, with the one it replaced.
+
+    After a rotation both sign until ``previous_secret_until`` (24 hours), so a
+    receiver can switch at its own pace (``jobs.webhooks.signing``).
+    """
+
+    secret = models.CharField(max_length=100)
+    previous_secret = models.CharField(max_length=100, blank=True)
+    previous_secret_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class WebhookEndpoint(SigningSecret):
+    """A URL a user registered to be told about their jobs (Standard Webhooks).
+
+    Disabled by us when it answers 410 Gone (``disabled_reason`` says so on the
+    dashboard); its owner can enable it again.
+    """
+
+    EVENT_CHOICES = [
+        ("job.started", "A provider started on the job"),
+        ("job.completed", "The video is ready"),
+        ("job.failed", "The job failed"),
+        ("job.cancelled", "The job was cancelled"),
+    ]
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.CharField(max_length=2048)
+    events = models.JSONField(default=list, help_text="Event types sent here.")
+    description = models.CharField(max_length=255, blank=True)
+    # Links in the deliveries start here (PUBLIC_BASE_URL, or the host the endpoint was made on).
+    public_base_url = models.CharField(max_length=512)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.owner})"
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.disabled_at is None
+
+
+class JobCallbackSecret(SigningSecret):
+    """The secret that signs deliveries to the ``callback_url`` of a user's jobs."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_callback_secret")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"job callback secret of {self.user}"

@@ -81,7 +81,7 @@ def transition(
 
     Returns False, changing nothing, when the stored status is no longer the
     one we read. The event row, ``then`` (the ledger's part) and, for an
-    ending, the callback's outbox row happen in the same transaction: a crash
+    ending, the deliveries' outbox rows happen in the same transaction: a crash
     leaves all of them undone or all done.
     """
     from_status = from_status or job.status
@@ -94,8 +94,8 @@ def transition(
         JobEvent.objects.create(job=job, at=now, from_status=from_status, to_status=to_status, message=message)
         if then is not None:
             then(job)
-        if to_status in outbox.ENDINGS:
-            outbox.job_ended(job.pk, to_status)  # the callback commits with the ending, or neither does
+        if to_status in outbox.EVENTS:
+            outbox.job_changed(job.pk, to_status)  # the deliveries commit with the change, or neither does
     job.status = to_status
     for name, value in fields.items():
         if not hasattr(value, "resolve_expression"):  # an F() is only known to the database

@@ -28,9 +28,9 @@ from django.utils import timezone
 
 from jobs import pipeline
 from jobs.creation import discard_upload
-from jobs.models import CallbackDelivery, Job, Upload
-from jobs.tasks import enqueue_advance, enqueue_batch, enqueue_delivery
-from jobs.webhooks import delivery
+from jobs.models import Job, Upload
+from jobs.tasks import enqueue_advance, enqueue_batch
+from jobs.webhooks import dispatch
 from providers.registry import UnknownProvider, provider_class
 
 log = logging.getLogger(__name__)
@@ -108,18 +108,10 @@ def sweep(now=None, handed: HandedOver | None = None) -> int:
 
 
 def sweep_deliveries(now=None) -> int:
-    """Hand callbacks that are due (a retry's time has come, a lease ran out,
-    a queue message was lost) to the workers; returns how many."""
-    now = now or timezone.now()
-    ids = list(delivery.due(now).values_list("pk", flat=True)[:BATCH])
-    if not ids:
-        return 0
-    # Pushed past now, so the next sweep does not hand them over again; the
-    # claim's lease makes a second delivery of the same task a no-op.
-    CallbackDelivery.objects.filter(pk__in=ids, next_attempt_at__lte=now).update(next_attempt_at=now + _grace())
-    for delivery_id in ids:
-        enqueue_delivery(delivery_id)
-    return len(ids)
+    """Hand deliveries that are due (a retry's time has come, a lease ran out,
+    a queue message was lost) to the workers, within the per-receiver caps
+    (``jobs.webhooks.dispatch``); returns how many."""
+    return dispatch.dispatch(now)
 
 
 def _hand_over(rows: list, now: datetime, handed: HandedOver | None, still: Q) -> int:

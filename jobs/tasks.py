@@ -95,3 +95,52 @@ def deliver_callback(delivery_id: int) -> None:
 def enqueue_delivery(delivery_id) -> None:
     """Hand a callback to a worker once the current transaction has committed."""
     transaction.on_commit(lambda: async_task("jobs.tasks.deliver_callback", delivery_id, broker=shared_broker()))
+
+
+def deliver_callbacks(delivery_ids: list[int], token: str) -> None:
+    """Attempts at one receiver's deliveries, side by side (``jobs.webhooks.dispatch``):
+    a receiver that hangs holds this worker for one timeout, not one per delivery."""
+    from datetime import datetime
+
+    from jobs.webhooks import delivery
+
+    lease = datetime.fromisoformat(token)
+
+    def run(delivery_id: int) -> None:
+        try:
+            delivery.deliver(delivery_id, lease)
+        except (OperationalError, InterfaceError) as exc:
+            log.warning("delivery %s: database unavailable (%s); it will be tried again", delivery_id, exc)
+        finally:
+            if not Conf.SYNC:
+                connection.close()  # each thread has its own connection
+
+    if Conf.SYNC or len(delivery_ids) == 1:
+        for delivery_id in delivery_ids:
+            run(delivery_id)
+    else:
+        with ThreadPoolExecutor(max_workers=len(delivery_ids)) as pool:
+            for future in [pool.submit(run, delivery_id) for delivery_id in delivery_ids]:
+                future.result()
+    if not Conf.SYNC:
+        _dispatch_next()
+
+
+def _dispatch_next() -> None:
+    """The receiver's slot is free again: hand over what waits for it now,
+    rather than at the next sweep (a busy receiver's deliveries would otherwise
+    go one batch per sweep interval)."""
+    from jobs.webhooks import dispatch
+
+    try:
+        dispatch.dispatch()
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("deliveries: database unavailable (%s); the sweeper will hand them over", exc)
+    finally:
+        connection.close()
+
+
+def enqueue_deliveries(delivery_ids: list[int], token) -> None:
+    """Hand one receiver's batch to a worker once the current transaction has committed."""
+    ids, stamp = [int(pk) for pk in delivery_ids], token.isoformat()
+    transaction.on_commit(lambda: async_task("jobs.tasks.deliver_callbacks", ids, stamp, broker=shared_broker()))

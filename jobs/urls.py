@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from jobs import public_files, staff_files, views, views_account
+from jobs import public_files, staff_files, views, views_account, views_webhooks
 
 urlpatterns = [
     path("", views.root, name="home"),
@@ -14,6 +14,17 @@ urlpatterns = [
     path("keys/", views_account.api_keys, name="keys"),
     path("keys/<int:key_id>/rename", views_account.api_key_rename, name="key-rename"),
     path("keys/<int:key_id>/revoke", views_account.api_key_revoke, name="key-revoke"),
+    path("webhooks/", views_webhooks.webhooks, name="webhooks"),
+    path("webhooks/<uuid:endpoint_id>/", views_webhooks.webhook_detail, name="webhook-detail"),
+    path("webhooks/<uuid:endpoint_id>/rotate", views_webhooks.webhook_rotate, name="webhook-rotate"),
+    path("webhooks/<uuid:endpoint_id>/enable", views_webhooks.webhook_enable, name="webhook-enable"),
+    path("webhooks/<uuid:endpoint_id>/delete", views_webhooks.webhook_delete, name="webhook-delete"),
+    path("webhooks/deliveries/<int:delivery_id>/redeliver", views_webhooks.webhook_redeliver, name="webhook-redeliver"),
+    path(
+        "webhooks/job-callback-secret/rotate",
+        views_webhooks.job_callback_secret_rotate,
+        name="job-callback-secret-rotate",
+    ),
     path("jobs/<uuid:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<uuid:job_id>/status.json", views.job_status, name="job-status"),
     path("jobs/<uuid:job_id>/video.mp4", views.job_video, name="job-video"),

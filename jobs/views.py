@@ -29,6 +29,7 @@ from jobs.ledger import InsufficientCredits, balance_of
 from jobs.models import Job, Upload
 from jobs.queue_position import queue_position
 from jobs.serving import serve_file
+from jobs.views_webhooks import job_deliveries
 from providers.registry import cost_of, provider_class, provider_settings
 
 HISTORY_PAGE_SIZE = 12
@@ -351,6 +352,7 @@ def job_detail(request: HttpRequest, job_id) -> HttpResponse:
         "provider_settings": provider_settings(job),
         "time_zone": timezone.get_current_timezone_name(),
         "no_cancel_note": _no_cancel_note(job),
+        "deliveries": job_deliveries(job),
     }
     return render(request, "jobs/detail.html", context)
 

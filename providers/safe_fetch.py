@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
@@ -558,6 +559,7 @@ def _open(
     method: str = "GET",
     body: bytes | None = None,
     extra_headers: dict[str, str] | None = None,
+    connect_timeout: float | None = None,
 ) -> tuple[urllib3.HTTPConnectionPool, urllib3.BaseHTTPResponse]:
     """Send the request to the first vetted address that accepts a connection
     (an address that refuses one was sent nothing, so the next may be tried)."""
@@ -587,7 +589,7 @@ def _open(
                 preload_content=False,
                 decode_content=False,
                 release_conn=False,
-                timeout=urllib3.Timeout(connect=remaining, read=remaining),
+                timeout=urllib3.Timeout(connect=min(remaining, connect_timeout or remaining), read=remaining),
             )
         except FetchRefused:
             pool.close()
@@ -737,10 +739,18 @@ def fetch(
 class PostAnswer:
     status: int
     body: bytes  # at most the ``body_cap`` asked for
+    headers: dict[str, str] = dataclass_field(default_factory=dict)  # names lower-cased
 
 
 def post(
-    url: str, body: bytes, *, headers: dict[str, str], timeout: float, field: str, body_cap: int = 2048
+    url: str,
+    body: bytes,
+    *,
+    headers: dict[str, str],
+    timeout: float,
+    field: str,
+    body_cap: int = 2048,
+    connect_timeout: float | None = None,
 ) -> PostAnswer:
     """POST ``body`` once to ``url`` if it is on public addresses, through the
     same pinned connection as ``fetch``; the answer, whatever its status.
@@ -748,19 +758,30 @@ def post(
     A redirect is never followed (it is returned as the answer: following it
     would resend the body and its headers to wherever it points), and only the
     first ``body_cap`` bytes of the answer are read. Raises ``FetchRefused``
-    when the URL is refused or no answer came within ``timeout`` seconds.
+    when the URL is refused or no answer came within ``timeout`` seconds
+    (``connect_timeout``, when given, bounds the wait for a connection).
     """
     clock = _Deadline(timeout)
     try:
         refuse = _Refuser(field, redirected=False)
         checked = _check(url, field, redirected=False, timeout=max(clock.remaining(), 0.0))
-        pool, response = _open(checked, "*/*", clock, refuse, method="POST", body=body, extra_headers=headers)
+        pool, response = _open(
+            checked,
+            "*/*",
+            clock,
+            refuse,
+            method="POST",
+            body=body,
+            extra_headers=headers,
+            connect_timeout=connect_timeout,
+        )
         try:
             try:
                 data = response.read(body_cap)
             except (HTTPError, OSError):
                 data = b""  # the status is the answer; a body cut short does not change it
-            return PostAnswer(response.status, data or b"")
+            answer_headers = {name.lower(): value for name, value in response.headers.items()}
+            return PostAnswer(response.status, data or b"", answer_headers)
         finally:
             response.close()
             pool.close()

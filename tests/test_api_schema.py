@@ -72,6 +72,20 @@ checks.negative_data_rejection.expected-statuses = [
     "200", "400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx",
 ]
 
+# A webhook endpoint's URL must resolve to a public address when it is
+# registered (changed), and no host name resolves here: 400 for positive data.
+[[operations]]
+include-operation-id = "webhooks_create"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx",
+]
+
+[[operations]]
+include-operation-id = "webhooks_update"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx",
+]
+
 # The I2V-compatible start: 400 for positive data, as for jobs_create (a
 # schema-valid image_id is any string, and no URL can be fetched here).
 [[operations]]

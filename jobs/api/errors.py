@@ -17,6 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from jobs.actions import ActionRefused
 from jobs.creation import JobInputError
 from jobs.ledger import InsufficientCredits
+from jobs.webhooks.endpoints import EndpointInputError
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -52,6 +53,8 @@ def exception_handler(exc, context):
         # An image over the cap is as oversized as a body over it, even when the body fitted.
         code = 413 if exc.code == "too_large" else 400
         return Response(error_body(code, exc.code, exc.message, {exc.field: [exc.message]}), status=code)
+    if isinstance(exc, EndpointInputError):
+        return Response(error_body(400, "invalid", exc.message, {exc.field: [exc.message]}), status=400)
     if isinstance(exc, InsufficientCredits):
         return Response(
             error_body(402, "insufficient_credits", exc.message, balance=exc.balance, cost=exc.cost), status=402

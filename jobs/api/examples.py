@@ -482,3 +482,114 @@ KEYS_CREATE = operation(
 )
 
 KEYS_REVOKE = operation(error("No such key", 404, "not_found", "Not found."))
+
+# --- webhooks -------------------------------------------------------------------------------
+
+ENDPOINT_ID = "5b0f3c1e-8d2a-4c7b-9e46-2f1a7d3c9b58"
+ENDPOINT = {
+    "id": ENDPOINT_ID,
+    "url": "https://hooks.example.com/i2v",
+    "events": ["job.completed", "job.failed", "job.cancelled"],
+    "description": "Order service",
+    "enabled": True,
+    "disabled_at": None,
+    "disabled_reason": "",
+    "previous_secret_expires_at": None,
+    "created_at": "2026-03-14T09:20:11.402113Z",
+}
+GONE_ENDPOINT = {
+    **ENDPOINT,
+    "enabled": False,
+    "disabled_at": "2026-03-15T02:11:40.118000Z",
+    "disabled_reason": "Disabled on 2026-03-15 02:11 UTC: it answered 410 Gone. "
+    "Enable it again once it takes deliveries; the ones waiting will then be sent.",
+}
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw2Vr3tp6fq0w="
+NEW_SECRET = "whsec_Zk3tq7wq1mB0y9XvN2cJ8aLr5pE4sTu6dHf0gKiMnOo="
+UNREACHABLE_URL = "url points to 127.0.0.1, a private or local address; use a public http(s) URL."
+DELIVERY = {
+    "id": 812,
+    "webhook_id": "msg_2Lq7dV9pW0cXy4bZk8Jm1sTa",
+    "event_type": "job.completed",
+    "job": JOB_ID,
+    "endpoint": ENDPOINT_ID,
+    "url": "https://hooks.example.com/i2v",
+    "status": "delivered",
+    "next_attempt_at": None,
+    "created_at": "2026-03-14T09:26:55.312004Z",
+    "delivered_at": "2026-03-14T09:27:00.655120Z",
+    "last_error": "",
+    "attempts": [
+        {
+            "at": "2026-03-14T09:26:55.401223Z",
+            "succeeded": False,
+            "status_code": 503,
+            "response_body": '{"error": "deploying"}',
+            "error": "The receiver answered 503.",
+            "duration_ms": 41,
+            "next_attempt_at": "2026-03-14T09:27:00.610000Z",
+        },
+        {
+            "at": "2026-03-14T09:27:00.612877Z",
+            "succeeded": True,
+            "status_code": 200,
+            "response_body": '{"ok": true}',
+            "error": "",
+            "duration_ms": 38,
+            "next_attempt_at": None,
+        },
+    ],
+}
+
+
+def page(*items: dict) -> dict:
+    return {"count": len(items), "next": None, "previous": None, "results": list(items)}
+
+
+WEBHOOKS_LIST = operation(response("One endpoint", ENDPOINT))
+WEBHOOKS_CREATE = operation(
+    request(
+        "Endpoint",
+        {"url": "https://hooks.example.com/i2v", "events": ["job.completed", "job.failed"], "description": "Orders"},
+    ),
+    response("Created, with its secret", {**ENDPOINT, "secret": SECRET}, 201),
+    error("A private address", 400, "invalid", UNREACHABLE_URL, {"url": [UNREACHABLE_URL]}),
+    invalid("Unknown event", "events", '"job.done" is not a valid choice.'),
+    unknown("Unknown field", serializers.WebhookEndpointInput, {"url": "https://hooks.example.com/i2v", "hmac": 1}),
+)
+WEBHOOKS_RETRIEVE = operation(response("Enabled", ENDPOINT), response("Disabled after a 410", GONE_ENDPOINT))
+WEBHOOKS_UPDATE = operation(
+    request("Enable again", {"enabled": True}),
+    request("Change the events", {"events": ["job.started", "job.completed"]}),
+    response("Updated", ENDPOINT),
+    invalid("Not a boolean", "enabled", "Must be a valid boolean."),
+)
+WEBHOOKS_DELETE = operation()
+WEBHOOKS_ROTATE = operation(
+    response("The new secret", {"secret": NEW_SECRET, "previous_secret_expires_at": "2026-03-16T10:00:00.000000Z"})
+)
+WEBHOOKS_DELIVERIES = operation(
+    response("A delivery that succeeded on its second attempt", page(DELIVERY)),
+    invalid("Page size too large", "page_size", "Ensure this value is less than or equal to 100."),
+)
+WEBHOOKS_REDELIVER = operation(
+    response(
+        "Queued again",
+        {**DELIVERY, "id": 813, "status": "pending", "delivered_at": None, "attempts": []},
+        202,
+    ),
+    error(
+        "Disabled endpoint",
+        409,
+        "conflict",
+        "This endpoint is disabled; enable it (PATCH enabled: true) to send to it again.",
+    ),
+)
+JOB_CALLBACK_SECRET = operation(response("The secret", {"secret": SECRET, "previous_secret_expires_at": None}))
+JOB_CALLBACK_SECRET_ROTATE = operation(
+    response("The new secret", {"secret": NEW_SECRET, "previous_secret_expires_at": "2026-03-16T10:00:00.000000Z"})
+)
+JOBS_DELIVERIES = operation(
+    response("A job's deliveries", page({**DELIVERY, "endpoint": None, "url": "https://orders.example.com/done"})),
+    invalid("Page size too large", "page_size", "Ensure this value is less than or equal to 100."),
+)

@@ -16,7 +16,7 @@ from jobs.actions import can_cancel
 from jobs.api.parameters import PROVIDER_PARAMETERS, ParameterOutput, ProviderParameterFields
 from jobs.creation import format_bound
 from jobs.intake import FRAMINGS
-from jobs.models import ApiKey, Job, JobEvent, LedgerEntry
+from jobs.models import ApiKey, CallbackAttempt, CallbackDelivery, Job, JobEvent, LedgerEntry, WebhookEndpoint
 from jobs.queue_position import queue_position
 from providers.registry import PROVIDERS, provider_class
 
@@ -26,10 +26,11 @@ from providers.registry import PROVIDERS, provider_class
 NO_NUL = r"^[^\x00]+$"
 
 
-def signed_result_url(request, job: Job, kind: str) -> str:
-    """An unguessable link that works without credentials until it expires."""
+def signed_result_url(request, job: Job, kind: str, until=None) -> str:
+    """An unguessable link that works without credentials until it expires
+    (``RESULT_LINK_SECONDS`` from now, or ``until``)."""
     path = reverse("api-job-file", args=[job.pk, kind])
-    url = f"{path}?token={links.sign(job.pk, kind)}"
+    url = f"{path}?token={links.sign(job.pk, kind, until=until)}"
     return request.build_absolute_uri(url) if request is not None else url
 
 
@@ -254,6 +255,13 @@ class JobCreateJsonInput(StrictInput, ProviderParameterFields):
         "URL or a data: URI. Fitted to the photo's framing.",
     )
     dynamic_masks = DynamicMasksField(required=False)
+    callback_url = StrictCharField(
+        required=False,
+        max_length=2048,
+        help_text="A public http(s) URL told when the job ends (job.completed, job.failed, job.cancelled), "
+        "as a Standard Webhooks delivery signed with your job-callback secret "
+        "(GET /api/v1/webhooks/job-callback-secret).",
+    )
 
     SOURCES = {"image": "image (file)", "image_url": "image_url", "data_uri": "data_uri"}
 
@@ -449,9 +457,11 @@ class JobOutput(serializers.ModelSerializer):
         if job.status != Job.COMPLETED or not job.video:
             return None
         request = self.context.get("request")
+        # A webhook's links must outlive its retries: they last as long as the video.
+        until = self.context.get("link_until")
         return {
-            "url": signed_result_url(request, job, "video"),
-            "poster_url": signed_result_url(request, job, "poster"),
+            "url": signed_result_url(request, job, "video", until),
+            "poster_url": signed_result_url(request, job, "poster", until),
             "frames": job.video_frames,
             "duration": job.video_duration,
             "bytes": job.video_bytes,
@@ -539,6 +549,97 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
         fields = [*ApiKeyOutput.Meta.fields, "key"]
 
 
+# --- webhooks ---------------------------------------------------------------------------
+
+EVENT_TYPES = ["job.started", "job.completed", "job.failed", "job.cancelled"]
+
+
+class WebhookEndpointInput(StrictInput):
+    url = StrictCharField(max_length=2048, help_text="A public http(s) URL that answers 2xx to a POST.")
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=EVENT_TYPES),
+        required=False,
+        allow_empty=False,
+        max_length=len(EVENT_TYPES),
+        help_text="What to send here; default: job.completed, job.failed and job.cancelled.",
+    )
+    description = StrictCharField(required=False, allow_blank=True, max_length=255)
+
+
+class WebhookEndpointUpdateInput(WebhookEndpointInput):
+    url = StrictCharField(required=False, max_length=2048, help_text="A public http(s) URL.")
+    enabled = serializers.BooleanField(
+        required=False, help_text="true enables an endpoint that was disabled (after a 410 Gone, say)."
+    )
+
+
+class WebhookEndpointOutput(serializers.ModelSerializer):
+    enabled = serializers.BooleanField(source="is_enabled", help_text="false: nothing is sent here.")
+    previous_secret_expires_at = serializers.DateTimeField(
+        source="previous_secret_until",
+        allow_null=True,
+        help_text="After a rotation: until then the previous secret signs beside the new one.",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = [
+            "id",
+            "url",
+            "events",
+            "description",
+            "enabled",
+            "disabled_at",
+            "disabled_reason",
+            "previous_secret_expires_at",
+            "created_at",
+        ]
+
+
+class WebhookEndpointCreatedOutput(WebhookEndpointOutput):
+    secret = serializers.CharField(help_text="The signing secret (whsec_…). It is shown only in this response.")
+
+    class Meta(WebhookEndpointOutput.Meta):
+        fields = [*WebhookEndpointOutput.Meta.fields, "secret"]
+
+
+class SecretOutput(serializers.Serializer):
+    secret = serializers.CharField(help_text="The signing secret (whsec_…).")
+    previous_secret_expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="Until then the previous secret signs beside this one."
+    )
+
+
+class AttemptOutput(serializers.ModelSerializer):
+    class Meta:
+        model = CallbackAttempt
+        fields = ["at", "succeeded", "status_code", "response_body", "error", "duration_ms", "next_attempt_at"]
+
+
+class DeliveryOutput(serializers.ModelSerializer):
+    webhook_id = serializers.CharField(source="msg_id", help_text="The webhook-id header: the same on every attempt.")
+    job = serializers.UUIDField(source="job_id")
+    endpoint = serializers.UUIDField(source="endpoint_id", allow_null=True, help_text="null: the job's callback_url.")
+    attempts = AttemptOutput(source="attempt_log", many=True, read_only=True)
+
+    class Meta:
+        model = CallbackDelivery
+        fields = [
+            "id",
+            "webhook_id",
+            "event_type",
+            "job",
+            "endpoint",
+            "url",
+            "status",
+            "next_attempt_at",
+            "created_at",
+            "delivered_at",
+            "last_error",
+            "attempts",
+        ]
+
+
 def page_of(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
     """The paginated envelope the list endpoints answer with."""
     return type(
@@ -568,3 +669,4 @@ class ErrorOutput(serializers.Serializer):
 
 JobPageOutput = page_of(JobOutput, "JobPageOutput")
 LedgerPageOutput = page_of(LedgerEntryOutput, "LedgerPageOutput")
+DeliveryPageOutput = page_of(DeliveryOutput, "DeliveryPageOutput")

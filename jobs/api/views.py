@@ -30,6 +30,7 @@ from jobs.creation import check_job_affordable, create_job_from_image
 from jobs.models import ApiKey, Job
 from jobs.serving import serve_file
 from jobs.sources import fetch_image_url, read_data_uri
+from jobs.webhooks.endpoints import attach_job_callback, base_url_for, check_webhook_url
 from providers.registry import PROVIDERS, cost_of, model_costs, provider_class
 
 # What every operation may answer; each adds only the errors it can really give.
@@ -146,6 +147,7 @@ class JobListCreate(APIView):
             "extra_params": provider_parameter_values(v),
         }
         check_job_affordable(owner=request.user, **job_fields)  # before an image is fetched or decoded
+        callback_url = check_webhook_url(v["callback_url"], "callback_url") if v.get("callback_url") else ""
         extras = read_extra_images(v, job_fields["provider"] or settings.DEFAULT_PROVIDER)
         source_url = ""
         if v.get("image"):
@@ -164,7 +166,7 @@ class JobListCreate(APIView):
             prompt=v.get("prompt", ""),
             negative_prompt=v.get("negative_prompt", ""),
             request_id=v.get("request_id", ""),
-            on_created=binder(request),
+            on_created=_on_created(request, callback_url),
             **extras,
             **job_fields,
         )
@@ -173,6 +175,22 @@ class JobListCreate(APIView):
     def created_response(self, request, job: Job) -> Response:
         body = s.JobOutput(job, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": f"/api/v1/jobs/{job.pk}"})
+
+
+def _on_created(request, callback_url: str):
+    """What the new job's creating transaction also does: bind the Idempotency-Key,
+    attach the callback URL."""
+    bind = binder(request)
+    if not callback_url:
+        return bind
+    base_url = base_url_for(request)
+
+    def created(job: Job) -> None:
+        if bind is not None:
+            bind(job)
+        attach_job_callback(job, callback_url, public_base_url=base_url, check=False)  # checked before the work
+
+    return created
 
 
 class JobDetail(APIView):
@@ -403,6 +421,27 @@ class ApiKeyRevoke(APIView):
             raise Http404
         revoke_api_key(key)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JobDeliveries(APIView):
+    @extend_schema(
+        operation_id="jobs_deliveries",
+        summary="The webhooks sent about a job, with every attempt",
+        description="Deliveries to your webhook endpoints and to the job's own `callback_url`, oldest first, "
+        "each with its `webhook_id` (the same on every attempt), its status (`pending` while it is being "
+        "retried, `delivered`, or `failed` once the retries ran out) and each attempt's answer: status code, "
+        "the first 2 KB of the body, how long it took, and when the next attempt is due.",
+        parameters=[s.PageQuery],
+        responses={200: s.DeliveryPageOutput, **INVALID, **NO_SUCH_JOB, **ERRORS},
+        examples=ex.JOBS_DELIVERIES,
+    )
+    def get(self, request, job_id):
+        s.PageQuery(data=request.query_params.dict()).is_valid(raise_exception=True)
+        job = _own_job(request, job_id)
+        rows = job.deliveries.order_by("created_at", "id").prefetch_related("attempt_log")
+        pages = Pages()
+        page = pages.paginate_queryset(rows, request, view=self)
+        return pages.get_paginated_response(s.DeliveryOutput(page, many=True).data)
 
 
 @csrf_exempt

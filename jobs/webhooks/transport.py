@@ -23,12 +23,22 @@ FIELD = "callback URL"
 __all__ = ["BODY_CAP", "Answer", "FetchRefused", "post"]
 
 
-def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> Answer:
+def post(
+    url: str, body: bytes, headers: dict[str, str], *, timeout: float, connect_timeout: float | None = None
+) -> Answer:
     """POST ``body`` as JSON; the answer, whatever its status. Raises
     ``FetchRefused`` when the URL is refused or no answer came in time."""
     sent = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
     try:
-        return safe_fetch.post(url, body, headers=sent, timeout=timeout, field=f"the {FIELD}", body_cap=BODY_CAP)
+        return safe_fetch.post(
+            url,
+            body,
+            headers=sent,
+            timeout=timeout,
+            field=f"the {FIELD}",
+            body_cap=BODY_CAP,
+            connect_timeout=connect_timeout,
+        )
     except FetchRefused as exc:
         if exc.code == "too_slow":
             raise FetchRefused(

@@ -7,6 +7,9 @@ and answers from a script::
         receiver.answers.extend([500, 500])     # fail twice, then the default 200
         receiver.answers.append(("redirect", "/elsewhere"))
         receiver.answers.append("hang")         # hold the request until release()
+        receiver.answers.append((429, {"Retry-After": "30"}))  # a status with headers
+        receiver.answers.append(410)            # gone
+        receiver.default_status = "hang"        # hold every request not scripted
         ...
         receiver.received    # [Received(method, path, headers, body)]
 """
@@ -67,10 +70,12 @@ class FakeCallbackReceiver:
         if answer == "hang":
             self.hanging.set()
             self._release.wait(120)
-            answer = self.default_status
+            answer = 200
         extra: dict[str, str] = {}
         if isinstance(answer, tuple) and answer[0] == "redirect":
             answer, extra = 302, {"Location": answer[1]}
+        elif isinstance(answer, tuple):
+            answer, extra = answer
         text = b'{"ok": true}' if 200 <= answer < 300 else b'{"error": "scripted"}'
         try:
             handler.send_response(answer)
