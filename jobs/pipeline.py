@@ -46,6 +46,7 @@ from django.utils import timezone
 
 from jobs import ledger, links, media
 from jobs.models import Job, JobEvent
+from jobs.provider_hooks import links as hook_links
 from jobs.webhooks import outbox
 from providers import clip
 from providers.base import GenerationRequest, PollContext, PollState, ProviderError
@@ -151,6 +152,7 @@ def claim(job_id) -> Job | None:
     if not claimed:
         return None
     job = Job.objects.select_related("upload").get(pk=job_id)
+    job.__dict__["_claimed_at"] = now  # a provider's poke after this is for release() to see
     if job.attempts > settings.JOB_MAX_ATTEMPTS:
         fail(
             job,
@@ -177,16 +179,19 @@ def _take_deferred(job: Job) -> dict:
 
 def release(job: Job, *, finished_cleanly: bool) -> None:
     """Give up the lease, store when to look next (none once the stored status,
-    which someone else may have changed meanwhile, is final) and what was
-    deferred: one UPDATE."""
+    which someone else may have changed meanwhile, is final; now when a
+    provider's webhook poked the job while we held it, since our look may have
+    come too early) and what was deferred: one UPDATE."""
     fields = {"lease_until": None, **_take_deferred(job)}
     if finished_cleanly:
         fields["attempts"] = 0
-    next_poll_at = job.next_poll_at or timezone.now()
-    Job.objects.filter(pk=job.pk).update(
-        next_poll_at=Case(When(status__in=Job.FINAL_STATES, then=Value(None)), default=Value(next_poll_at)),
-        **fields,
-    )
+    now = timezone.now()
+    next_poll_at = job.next_poll_at or now
+    whens = [When(status__in=Job.FINAL_STATES, then=Value(None))]
+    claimed_at = job.__dict__.pop("_claimed_at", None)
+    if claimed_at is not None:
+        whens.append(When(poked_at__gte=claimed_at, then=Value(min(now, next_poll_at))))
+    Job.objects.filter(pk=job.pk).update(next_poll_at=Case(*whens, default=Value(next_poll_at)), **fields)
 
 
 def advance(job_id) -> None:
@@ -263,6 +268,7 @@ def step_submit(job: Job) -> Next:
         extra=dict(job.extra_params),
         source_path=media.local_original(job) if provider.uses_original else None,
         image_url=links.provider_image_url(job.upload) if provider.needs_image_url else "",
+        webhook_url=hook_links.webhook_url(job, provider.name) if provider.supports_webhook else "",
     )
     try:
         provider_job_id = provider.submit(request)
@@ -313,7 +319,7 @@ def _start_prompt(job: Job) -> Next:
         return Next.WAIT
     image_ref = links.provider_image_url(job.upload) or image_data_uri(media.local_input(job))
     try:
-        prediction_id = clip.start(image_ref)
+        prediction_id = clip.start(image_ref, webhook_url=hook_links.webhook_url(job, "replicate"))
     except ProviderError as exc:
         return _provider_trouble(job, exc, "asking Replicate's CLIP interrogator", floor=_prompt_interval())
     changed = transition(
@@ -338,7 +344,7 @@ def step_describe(job: Job) -> Next:
         return step_submit(job)
     now = timezone.now()
     interval = _prompt_interval()
-    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < interval:
+    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < interval and not poked(job):
         job.next_poll_at = job.last_polled_at + timedelta(seconds=interval)
         return Next.WAIT
     if now > job.created_at + timedelta(seconds=settings.MAX_CHECK_TIME):
@@ -394,7 +400,7 @@ def step_poll(job: Job) -> Next:
     provider = get_provider(job.provider)
     now = timezone.now()
     floor = provider.min_poll_interval
-    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < floor:
+    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < floor and not poked(job):
         # A duplicate delivery: honour the provider's poll floor regardless.
         job.next_poll_at = job.last_polled_at + timedelta(seconds=floor)
         return Next.WAIT
@@ -424,6 +430,12 @@ def step_poll(job: Job) -> Next:
     except ProviderError as exc:
         return _provider_trouble(job, exc, "checking on")
     return _apply_poll_state(job, state, floor)
+
+
+def poked(job: Job) -> bool:
+    """Whether a provider's webhook said "look now" since the last look: that
+    look may skip the poll floor (``jobs.provider_hooks.look`` allows one per look)."""
+    return job.poked_at is not None and (job.last_polled_at is None or job.poked_at > job.last_polled_at)
 
 
 def _apply_poll_state(job: Job, state: PollState, floor: float) -> Next:

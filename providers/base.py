@@ -82,6 +82,9 @@ class GenerationRequest:
     # A URL the provider can fetch the image from (a signed link under
     # PUBLIC_BASE_URL, else the URL the image came from), or "" when there is none.
     image_url: str = ""
+    # Where the provider may tell us the job changed (under PUBLIC_BASE_URL), or
+    # "" when the install has no public address or the provider cannot call back.
+    webhook_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -226,7 +226,7 @@ class ReplicateProvider(Provider):
     label = _FromSettings(lambda: f"Replicate — {_model_attr('label', 'unmapped model')()}")  # type: ignore[assignment]
     models = _FromSettings(lambda: (configured_model()[0],))  # type: ignore[assignment]
     supports_cancel = True
-    supports_webhook = False
+    supports_webhook = True
     needs_prompt = _FromSettings(_model_attr("needs_prompt", False))  # type: ignore[assignment]
     parameters = _FromSettings(_model_attr("parameters", (SEED,)))  # type: ignore[assignment]
     cost = 10
@@ -246,7 +246,7 @@ class ReplicateProvider(Provider):
                 detail=f"unmapped model {settings.REPLICATE_VIDEO_MODEL!r}; mapped: {', '.join(MODELS)}",
             )
         inputs = model.build(request, image_reference(request))
-        prediction = replicate_api.create(settings.REPLICATE_VIDEO_MODEL, inputs)
+        prediction = replicate_api.create(settings.REPLICATE_VIDEO_MODEL, inputs, webhook=request.webhook_url)
         log.info("replicate submit job=%s model=%s prediction=%s", request.job_id, name, prediction.id)
         return prediction.id
 

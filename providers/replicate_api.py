@@ -204,17 +204,20 @@ def _prediction(prediction: Any) -> Prediction:
     )
 
 
-def create(ref: str, inputs: dict[str, Any]) -> Prediction:
+def create(ref: str, inputs: dict[str, Any], *, webhook: str = "") -> Prediction:
     """Start a prediction of ``ref`` (by version when it names one, else on the
-    model's own endpoint, as Replicate's official models want)."""
+    model's own endpoint, as Replicate's official models want). With
+    ``webhook``, Replicate posts the prediction there once it is final (only
+    that event: the poll that follows reads everything else)."""
     owner, name, version = parse_ref(ref)
     path = "/v1/predictions" if version else f"/v1/models/{owner}/{name}/predictions"
     call = _Call(f"POST {settings.REPLICATE_BASE_URL}{path}")
+    hook: dict[str, Any] = {"webhook": webhook, "webhook_events_filter": ["completed"]} if webhook else {}
     with _errors(call, creates=True):
         if version:
-            prediction = call.client.predictions.create(version=version, input=inputs)
+            prediction = call.client.predictions.create(version=version, input=inputs, **hook)
         else:
-            prediction = call.client.models.predictions.create(model=f"{owner}/{name}", input=inputs)
+            prediction = call.client.models.predictions.create(model=f"{owner}/{name}", input=inputs, **hook)
     found = _prediction(prediction)
     if not _ID_RE.match(found.id):
         raise _unknown_outcome(call.what, f"prediction id {found.id!r}")
