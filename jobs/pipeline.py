@@ -344,8 +344,9 @@ def step_describe(job: Job) -> Next:
         return step_submit(job)
     now = timezone.now()
     interval = _prompt_interval()
-    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < interval and not poked(job):
-        job.next_poll_at = job.last_polled_at + timedelta(seconds=interval)
+    gap = MIN_POLL_GAP if poked(job) else interval
+    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < gap:
+        job.next_poll_at = job.last_polled_at + timedelta(seconds=gap)
         return Next.WAIT
     if now > job.created_at + timedelta(seconds=settings.MAX_CHECK_TIME):
         _cancel_quietly(lambda: clip.cancel(job.prompt_job_id), job)
@@ -400,9 +401,11 @@ def step_poll(job: Job) -> Next:
     provider = get_provider(job.provider)
     now = timezone.now()
     floor = provider.min_poll_interval
-    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < floor and not poked(job):
-        # A duplicate delivery: honour the provider's poll floor regardless.
-        job.next_poll_at = job.last_polled_at + timedelta(seconds=floor)
+    # A duplicate delivery honours the provider's poll floor regardless; a
+    # provider's own "look now" only the least gap between two looks.
+    gap = min(floor, MIN_POLL_GAP) if poked(job) else floor
+    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < gap:
+        job.next_poll_at = job.last_polled_at + timedelta(seconds=gap)
         return Next.WAIT
     if job.submitted_at and now > job.submitted_at + timedelta(seconds=settings.MAX_CHECK_TIME):
         if provider.supports_cancel:

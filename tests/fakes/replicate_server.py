@@ -241,8 +241,9 @@ class FakeReplicateServer(LoopbackServer):
                 status = exc.code
             except OSError as exc:
                 status = f"{type(exc).__name__}: {exc}"
+            sent = SentWebhook(prediction.id, prediction.webhook, webhook_id, status, time.time())
             with self.lock:
-                self.webhooks_sent.append(SentWebhook(prediction.id, prediction.webhook, webhook_id, status, time.time()))
+                self.webhooks_sent.append(sent)
             if isinstance(status, int) and 200 <= status < 300:
                 return
             if time.monotonic() + pause > give_up:
