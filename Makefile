@@ -7,7 +7,7 @@ PORT ?= 8000
 BIND ?= 127.0.0.1:$(PORT)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v clean
+.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v bench-hooks clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-memory: setup
 
 bench-i2v: setup
 	$(PY) bench/bench_i2v.py
+
+bench-hooks: setup
+	$(PY) bench/bench_provider_webhooks.py
 
 clean:
 	rm -rf $(VENV) var

@@ -128,8 +128,8 @@ def free_port() -> int:
 OPTIONS = [
     ("--jobs", int, 200, "jobs per phase (default 200)"),
     ("--floor", float, 2.0, "REPLICATE_POLL_INTERVAL, the poll floor, in seconds (default 2)"),
-    ("--min-wait", float, 5.0, "a prediction finishes at least this many s after its creation (default 5)"),
-    ("--spread", float, 20.0, "plus up to this many s (default 20)"),
+    ("--min-wait", float, 10.0, "a prediction finishes at least this many s after its creation (default 10)"),
+    ("--spread", float, 100.0, "plus up to this many s (default 100): about two finishes a second"),
     ("--workers", int, 2, "Q_WORKERS of the cluster (default 2)"),
     ("--seed", int, 1, "seed of the waits (default 1)"),
     ("--deadline", float, 240.0, "give up a phase after this many s (default 240)"),

@@ -22,7 +22,9 @@ without idempotency keys: the call's answer is stored within milliseconds):
 * submit stores the provider's job id in the update that leaves
   ``preparing`` (or ``describing``) and skips the provider call when an id is
   already stored;
-* poll only looks, and never more often than the provider's floor;
+* poll only looks, and never more often than the provider's floor, except
+  once after a provider's webhook said "look now" (``poked_at``, see
+  ``jobs.provider_hooks``), which may skip the floor but not ``MIN_POLL_GAP``;
 * finalize writes files under names fixed by the job id and completes with
   a compare-and-set, so a repeat overwrites the same file and changes nothing.
 """

@@ -5,7 +5,10 @@
 (their parameters, whether they need a prompt, and how a job becomes their
 input). A model run is a Replicate prediction: ``submit`` creates it (no
 ``Prefer: wait``), ``poll`` reads ``GET /v1/predictions/{id}`` at most every
-``REPLICATE_POLL_INTERVAL`` seconds, ``cancel`` posts its cancel.
+``REPLICATE_POLL_INTERVAL`` seconds, ``cancel`` posts its cancel. With a
+``webhook_url`` (the install has a public address), the prediction asks
+Replicate to post its ``completed`` webhook there, which makes the job look at
+once instead of at its next poll (``providers.replicate_webhooks`` checks it).
 
 Replicate deletes the files of API predictions after an hour, so the poll that
 first sees ``succeeded`` copies the video at once, through ``safe_fetch`` (the

@@ -161,6 +161,8 @@ def test_a_signed_webhook_completes_a_video_job_long_before_its_next_poll(fake, 
     assert gets(fake, job.provider_job_id) == 1 and job.polls == 1  # the webhook's look, nothing else
     assert ledger.balance_of(job.owner) == 100 - job.cost
     assert len(fake.created()) == 1
+    said = [event.message for event in job.events.all() if "webhook" in event.message]
+    assert said == ["Replicate's webhook said the prediction finished; looking now"]  # on the timeline staff read
 
 
 def test_a_signed_webhook_ends_the_clip_prompt_stage_at_once(fake, client, settings, run_on_commit):

@@ -77,7 +77,7 @@ def test_the_clip_stage_and_the_video_complete_on_their_webhooks_long_before_a_p
 
 
 def test_a_webhook_that_lands_while_a_poll_is_in_flight_is_neither_lost_nor_doubled(stack):
-    fake, web, cluster = stack
+    fake, _, cluster = stack
     hold = threading.Event()
     fake.script.hold_gets = hold
     owner = UserFactory()

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from jobs.models import Job, ProviderWebhookReceipt
+from jobs.models import Job, JobEvent, ProviderWebhookReceipt
 from jobs.tasks import enqueue_advance
 
 log = logging.getLogger(__name__)
@@ -28,15 +28,19 @@ log = logging.getLogger(__name__)
 RECEIPT_DAYS = 1
 
 
-def look_now(job_id) -> bool:
+def look_now(job_id, said: str = "A provider's webhook said the job changed") -> bool:
     """Arrange one prompt look at the job; False when one is already arranged
-    or the job is not waiting on a provider."""
+    or the job is not waiting on a provider. ``said`` goes on its timeline."""
     now = timezone.now()
     no_poke_pending = Q(poked_at__isnull=True) | Q(last_polled_at__isnull=False, poked_at__lte=F("last_polled_at"))
     with transaction.atomic():
         poked = Job.objects.filter(no_poke_pending, pk=job_id, status__in=Job.PROVIDER_STATES).update(poked_at=now)
         if not poked:
             return False
+        status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        JobEvent.objects.create(
+            job_id=job_id, at=now, from_status=status, to_status=status, message=f"{said}; looking now"
+        )
         # Pushed past now, like the sweeper's hand-over: the sweeper does not
         # hand it over again meanwhile, and takes it back if the message is lost.
         free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
@@ -62,7 +66,8 @@ def replicate_finished(webhook_id: str, prediction_id: str) -> str:
         job_id = Job.objects.filter(waiting).values_list("pk", flat=True).first()
         if job_id is None:
             return "unknown"
-        return "looking" if look_now(job_id) else "pending"
+        said = "Replicate's webhook said the prediction finished"
+        return "looking" if look_now(job_id, said) else "pending"
 
 
 def prune_receipts(now=None) -> int:

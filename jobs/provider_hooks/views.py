@@ -109,5 +109,5 @@ def token_hook(request: HttpRequest, provider: str, token: str) -> JsonResponse:
     if job_id is None or not Job.objects.filter(pk=job_id).exists():
         return _answer(404, "No such webhook address.", "not_found")
     # The body is not read: an unsigned webhook only says "look now".
-    look.look_now(job_id)
+    look.look_now(job_id, f"{provider.capitalize()}'s webhook said the job changed")
     return _ok()
