@@ -82,7 +82,8 @@ def test_a_webhook_that_lands_while_a_poll_is_in_flight_is_neither_lost_nor_doub
     fake.script.hold_gets = hold
     owner = UserFactory()
     job = make_job(owner, enqueue=True, provider="replicate", model=WAN, prompt="a red fox in the snow")
-    job = wait_for(job, lambda j: j.status == Job.SUBMITTED, 60, cluster)
+    # Submitted and let go (the submit's release would otherwise overwrite the due time set below).
+    job = wait_for(job, lambda j: j.status == Job.SUBMITTED and j.lease_until is None, 60, cluster)
     prediction_id = job.provider_job_id
 
     # The scheduled poll comes; the fake reads "processing" and holds its answer.
