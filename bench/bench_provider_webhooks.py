@@ -23,7 +23,7 @@ Per job: provider finish -> job ``completed`` (its timeline row) and ->
 the callback's arrival at the receiver.
 
 Bounded: each phase gives up after ``--deadline`` s. Logs in bench/out/.
-A default run takes about two minutes on 2 cores.
+A default run takes about four to five minutes on 2 cores.
 """
 
 from __future__ import annotations
