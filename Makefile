@@ -7,7 +7,7 @@ PORT ?= 8000
 BIND ?= 127.0.0.1:$(PORT)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks clean
+.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks bench-hooks clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench-pipelet: setup
 
 bench-webhooks: setup
 	$(PY) bench/bench_webhooks.py
+
+bench-hooks: setup
+	$(PY) bench/bench_provider_webhooks.py
 
 clean:
 	rm -rf $(VENV) var

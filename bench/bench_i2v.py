@@ -117,8 +117,8 @@ def timed_fakes():
             self.ready_at: dict[str, float] = {}
             self.looks: list[SimpleNamespace] = []
 
-        def new_prediction(self, model, version, inputs):
-            prediction = super().new_prediction(model, version, inputs)
+        def new_prediction(self, model, version, inputs, webhook=None):
+            prediction = super().new_prediction(model, version, inputs, webhook)
             with self.lock:
                 self.ready_at[prediction.id] = time.time() + self.wait(len(self.ready_at))
             return prediction

@@ -125,6 +125,9 @@ CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
 # absolute links under it. Empty: callbacks use the host the request came in on,
 # and such providers can take only jobs made from an image URL.
 PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "")
+# Requests per client address per period to the provider webhook endpoints
+# (/hooks/...): generous, since one provider address may report many jobs at once.
+PROVIDER_WEBHOOK_RATE = env_str("PROVIDER_WEBHOOK_RATE", "1200/minute")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -422,6 +425,9 @@ REPLICATE_VIDEO_MODEL = env_str(
 # 3000 reads a minute per account and its own client polls every 0.5 s; 2 s keeps
 # a CLIP "fast" run (1-2 s) quick and hundreds of jobs well under the limit.
 REPLICATE_POLL_INTERVAL = env_float("REPLICATE_POLL_INTERVAL", 2.0, minimum=0.0)
+# The secret Replicate signs its webhooks with ("whsec_..."); empty: the account's
+# default secret is fetched with REPLICATE_API_TOKEN and kept in memory.
+REPLICATE_WEBHOOK_SECRET = env_str("REPLICATE_WEBHOOK_SECRET", "")
 # The prompt given to a provider that needs one when the user gave none and no
 # REPLICATE_API_TOKEN is set (empty: such jobs are refused at creation).
 DEFAULT_PROMPT = env_str("DEFAULT_PROMPT", "")

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("jobs.provider_hooks.urls")),  # /hooks/...: providers say a job changed
     path("", include("jobs.compat.urls")),  # /api/v1/i2v (I2V-API-compatible), before the API's catch-all
     path("api/v1/", include("jobs.api.urls")),
     path("", include("jobs.compat_urls")),  # /api/img2video and /processed_videos/ (Stability-compatible)

@@ -116,7 +116,7 @@ class Job(models.Model):
     # Empty while there is no prompt (a provider that needs none, or CLIP still writing).
     prompt_source = models.CharField(max_length=16, choices=PROMPT_SOURCE_CHOICES, blank=True)
     # The CLIP interrogator's prediction, stored before it is waited on.
-    prompt_job_id = models.CharField(max_length=255, blank=True)
+    prompt_job_id = models.CharField(max_length=255, blank=True, db_index=True)
     negative_prompt = models.TextField(blank=True)
     extra_params = models.JSONField(default=dict, blank=True)
     cost = models.PositiveIntegerField(default=0, help_text="Credits held at creation, charged on success.")
@@ -147,6 +147,9 @@ class Job(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     polls = models.PositiveIntegerField(default=0)
     last_polled_at = models.DateTimeField(null=True, blank=True)
+    # When a provider's webhook last said "look now" (jobs.provider_hooks): a
+    # poke newer than ``last_polled_at`` lets the next look skip the poll floor.
+    poked_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -522,3 +525,22 @@ class JobCallbackSecret(SigningSecret):
 
     def __str__(self) -> str:
         return f"job callback secret of {self.user}"
+
+
+class ProviderWebhookReceipt(models.Model):
+    """A signed provider webhook already acted on, by its ``webhook-id``: the
+    unique constraint makes a replay (or the provider's own retry) a no-op.
+    The sweeper deletes receipts older than a day; by then a replay is refused
+    for its timestamp anyway."""
+
+    provider = models.CharField(max_length=32)
+    webhook_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "webhook_id"], name="one_receipt_per_provider_webhook")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} webhook {self.webhook_id}"

@@ -22,7 +22,9 @@ without idempotency keys: the call's answer is stored within milliseconds):
 * submit stores the provider's job id in the update that leaves
   ``preparing`` (or ``describing``) and skips the provider call when an id is
   already stored;
-* poll only looks, and never more often than the provider's floor;
+* poll only looks, and never more often than the provider's floor, except
+  once after a provider's webhook said "look now" (``poked_at``, see
+  ``jobs.provider_hooks``), which may skip the floor but not ``MIN_POLL_GAP``;
 * finalize writes files under names fixed by the job id and completes with
   a compare-and-set, so a repeat overwrites the same file and changes nothing.
 """
@@ -46,6 +48,7 @@ from django.utils import timezone
 
 from jobs import ledger, links, media
 from jobs.models import Job, JobEvent
+from jobs.provider_hooks import links as hook_links
 from jobs.webhooks import outbox
 from providers import clip
 from providers.base import GenerationRequest, MotionMask, PollContext, PollState, ProviderError
@@ -151,6 +154,7 @@ def claim(job_id) -> Job | None:
     if not claimed:
         return None
     job = Job.objects.select_related("upload").get(pk=job_id)
+    job.__dict__["_claimed_at"] = now  # a provider's poke after this is for release() to see
     if job.attempts > settings.JOB_MAX_ATTEMPTS:
         fail(
             job,
@@ -177,16 +181,19 @@ def _take_deferred(job: Job) -> dict:
 
 def release(job: Job, *, finished_cleanly: bool) -> None:
     """Give up the lease, store when to look next (none once the stored status,
-    which someone else may have changed meanwhile, is final) and what was
-    deferred: one UPDATE."""
+    which someone else may have changed meanwhile, is final; now when a
+    provider's webhook poked the job while we held it, since our look may have
+    come too early) and what was deferred: one UPDATE."""
     fields = {"lease_until": None, **_take_deferred(job)}
     if finished_cleanly:
         fields["attempts"] = 0
-    next_poll_at = job.next_poll_at or timezone.now()
-    Job.objects.filter(pk=job.pk).update(
-        next_poll_at=Case(When(status__in=Job.FINAL_STATES, then=Value(None)), default=Value(next_poll_at)),
-        **fields,
-    )
+    now = timezone.now()
+    next_poll_at = job.next_poll_at or now
+    whens = [When(status__in=Job.FINAL_STATES, then=Value(None))]
+    claimed_at = job.__dict__.pop("_claimed_at", None)
+    if claimed_at is not None:
+        whens.append(When(poked_at__gte=claimed_at, then=Value(min(now, next_poll_at))))
+    Job.objects.filter(pk=job.pk).update(next_poll_at=Case(*whens, default=Value(next_poll_at)), **fields)
 
 
 def advance(job_id) -> None:
@@ -265,6 +272,7 @@ def step_submit(job: Job) -> Next:
         source_path=media.local_original(job) if provider.uses_original else None,
         image_url=_image_url(provider, job.upload),
         **_other_images(job, provider),
+        webhook_url=hook_links.webhook_url(job, provider.name) if provider.supports_webhook else "",
     )
     try:
         provider_job_id = provider.submit(request)
@@ -350,7 +358,7 @@ def _start_prompt(job: Job) -> Next:
         return Next.WAIT
     image_ref = links.provider_image_url(job.upload) or image_data_uri(media.local_input(job))
     try:
-        prediction_id = clip.start(image_ref)
+        prediction_id = clip.start(image_ref, webhook_url=hook_links.webhook_url(job, "replicate"))
     except ProviderError as exc:
         return _provider_trouble(job, exc, "asking Replicate's CLIP interrogator", floor=_prompt_interval())
     changed = transition(
@@ -375,8 +383,9 @@ def step_describe(job: Job) -> Next:
         return step_submit(job)
     now = timezone.now()
     interval = _prompt_interval()
-    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < interval:
-        job.next_poll_at = job.last_polled_at + timedelta(seconds=interval)
+    gap = MIN_POLL_GAP if poked(job) else interval
+    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < gap:
+        job.next_poll_at = job.last_polled_at + timedelta(seconds=gap)
         return Next.WAIT
     if now > job.created_at + timedelta(seconds=settings.MAX_CHECK_TIME):
         _cancel_quietly(lambda: clip.cancel(job.prompt_job_id), job)
@@ -431,9 +440,11 @@ def step_poll(job: Job) -> Next:
     provider = get_provider(job.provider)
     now = timezone.now()
     floor = provider.min_poll_interval
-    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < floor:
-        # A duplicate delivery: honour the provider's poll floor regardless.
-        job.next_poll_at = job.last_polled_at + timedelta(seconds=floor)
+    # A duplicate delivery honours the provider's poll floor regardless; a
+    # provider's own "look now" only the least gap between two looks.
+    gap = min(floor, MIN_POLL_GAP) if poked(job) else floor
+    if job.last_polled_at and (now - job.last_polled_at).total_seconds() < gap:
+        job.next_poll_at = job.last_polled_at + timedelta(seconds=gap)
         return Next.WAIT
     if job.submitted_at and now > job.submitted_at + timedelta(seconds=settings.MAX_CHECK_TIME):
         if provider.supports_cancel:
@@ -461,6 +472,12 @@ def step_poll(job: Job) -> Next:
     except ProviderError as exc:
         return _provider_trouble(job, exc, "checking on")
     return _apply_poll_state(job, state, floor)
+
+
+def poked(job: Job) -> bool:
+    """Whether a provider's webhook said "look now" since the last look: that
+    look may skip the poll floor (``jobs.provider_hooks.look`` allows one per look)."""
+    return job.poked_at is not None and (job.last_polled_at is None or job.poked_at > job.last_polled_at)
 
 
 def _apply_poll_state(job: Job, state: PollState, floor: float) -> Next:

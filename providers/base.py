@@ -103,7 +103,8 @@ class GenerationRequest:
     # Motion-brush masks, for a provider that ``accepts_masks``.
     static_mask: MotionMask | None = None
     dynamic_masks: tuple[MotionMask, ...] = ()
-    # Where the provider may call back when the job changes, or "" for none.
+    # Where the provider may tell us the job changed (under PUBLIC_BASE_URL), or
+    # "" when the install has no public address or the provider cannot call back.
     webhook_url: str = ""
 
 

@@ -35,12 +35,14 @@ def is_configured() -> bool:
     return bool(settings.REPLICATE_API_TOKEN)
 
 
-def start(image_ref: str) -> str:
+def start(image_ref: str, *, webhook_url: str = "") -> str:
     """Start describing the image at ``image_ref`` (a URL Replicate can fetch,
-    or a ``data:`` URI); returns the prediction id to store."""
+    or a ``data:`` URI); returns the prediction id to store. ``webhook_url``,
+    when given, is where Replicate says the prediction has finished."""
     prediction = replicate_api.create(
         settings.REPLICATE_MODEL_ID,
         {"image": image_ref, "clip_model_name": settings.CLIP_MODEL_NAME, "mode": settings.CLIP_MODE},
+        webhook=webhook_url,
     )
     return prediction.id
 

@@ -5,7 +5,10 @@
 (their parameters, whether they need a prompt, and how a job becomes their
 input). A model run is a Replicate prediction: ``submit`` creates it (no
 ``Prefer: wait``), ``poll`` reads ``GET /v1/predictions/{id}`` at most every
-``REPLICATE_POLL_INTERVAL`` seconds, ``cancel`` posts its cancel.
+``REPLICATE_POLL_INTERVAL`` seconds, ``cancel`` posts its cancel. With a
+``webhook_url`` (the install has a public address), the prediction asks
+Replicate to post its ``completed`` webhook there, which makes the job look at
+once instead of at its next poll (``providers.replicate_webhooks`` checks it).
 
 Replicate deletes the files of API predictions after an hour, so the poll that
 first sees ``succeeded`` copies the video at once, through ``safe_fetch`` (the
@@ -226,7 +229,7 @@ class ReplicateProvider(Provider):
     label = _FromSettings(lambda: f"Replicate — {_model_attr('label', 'unmapped model')()}")  # type: ignore[assignment]
     models = _FromSettings(lambda: (configured_model()[0],))  # type: ignore[assignment]
     supports_cancel = True
-    supports_webhook = False
+    supports_webhook = True
     needs_prompt = _FromSettings(_model_attr("needs_prompt", False))  # type: ignore[assignment]
     parameters = _FromSettings(_model_attr("parameters", (SEED,)))  # type: ignore[assignment]
     cost = 10
@@ -246,7 +249,7 @@ class ReplicateProvider(Provider):
                 detail=f"unmapped model {settings.REPLICATE_VIDEO_MODEL!r}; mapped: {', '.join(MODELS)}",
             )
         inputs = model.build(request, image_reference(request))
-        prediction = replicate_api.create(settings.REPLICATE_VIDEO_MODEL, inputs)
+        prediction = replicate_api.create(settings.REPLICATE_VIDEO_MODEL, inputs, webhook=request.webhook_url)
         log.info("replicate submit job=%s model=%s prediction=%s", request.job_id, name, prediction.id)
         return prediction.id
 

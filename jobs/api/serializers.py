@@ -483,7 +483,10 @@ class JobDetailOutput(JobOutput):
 
 class ProviderCapabilitiesOutput(serializers.Serializer):
     supports_cancel = serializers.BooleanField()
-    supports_webhook = serializers.BooleanField()
+    supports_webhook = serializers.BooleanField(
+        help_text="The provider tells this install when a job ends (once PUBLIC_BASE_URL is set), so its jobs "
+        "finish as soon as the provider does rather than at the next poll."
+    )
     needs_prompt = serializers.BooleanField()
     needs_image_url = serializers.BooleanField(
         help_text="The provider fetches the image by URL: a job needs PUBLIC_BASE_URL on this install, "

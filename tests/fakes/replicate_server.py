@@ -21,16 +21,41 @@ looked at: ``script.finish_after_polls`` GETs, then ``script.outcome``
 server serving a real MP4. ``script.fail_next(status, endpoint=...)`` answers
 the next calls of an endpoint (``create``, ``get``, ``cancel``, ``file``) with
 an error status or ``"malformed_json"``.
+
+Webhooks, as Replicate documents them: a prediction created with ``webhook``
+(and ``webhook_events_filter`` containing ``completed``, or no filter) gets,
+once it is final, one POST of its body to that URL, signed Standard-Webhooks
+style with the account's secret (``whsec_…``, served at
+``GET /v1/webhooks/default/secret``): ``webhook-id``, ``webhook-timestamp``,
+``webhook-signature: v1,<base64>``. A non-2xx answer or no answer is retried
+with backoff for about ``script.webhook_retry_seconds`` (a minute, as Replicate
+does for the terminal webhook). The signature is made by the
+``standardwebhooks`` library, independently of our own check.
+
+``script.finish_after_seconds``: when set, a prediction finishes by the clock
+that long after its creation, whether or not anyone looks (as real ones do);
+``finish(id)`` finishes one at once. ``script.send_webhooks = False`` keeps
+webhooks from being sent (a provider whose webhook never comes).
+``script.hold_gets``: an ``Event``; while it is unset, a GET of a prediction
+answers what it read only once the event is set (``get_waiting`` is set when
+one is held): a poll in flight.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
 import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+from standardwebhooks import Webhook
 
 from tests.fakes.loopback import LoopbackHandler, LoopbackServer
 from tests.fakes.stability_server import sample_mp4
@@ -44,6 +69,15 @@ VERSIONS = {
 _MODEL_PATH = re.compile(r"^/v1/models/([\w.-]+)/([\w.-]+)/predictions$")
 _PREDICTION_PATH = re.compile(r"^/v1/predictions/([A-Za-z0-9]+)(/cancel)?$")
 _FILE_PATH = re.compile(r"^/files/([A-Za-z0-9]+)\.mp4$")
+
+
+@dataclass
+class SentWebhook:
+    prediction_id: str
+    url: str
+    webhook_id: str
+    status: int | str  # the receiver's HTTP status, or the error
+    at: float
 
 
 @dataclass
@@ -66,6 +100,8 @@ class FakePrediction:
     logs: str = ""
     polls: int = 0
     cancelled: bool = False
+    webhook: str = ""
+    webhook_events_filter: list | None = None
 
 
 @dataclass
@@ -75,6 +111,10 @@ class ReplicateScript:
     error_text: str = "CUDA out of memory"
     clip_text: str = "a red fox sitting in the snow, by Ansel Adams, trending on artstation"
     failures: dict[str, list[tuple[int | str, float | None]]] = field(default_factory=dict)
+    finish_after_seconds: float | None = None
+    send_webhooks: bool = True
+    webhook_retry_seconds: float = 60.0
+    hold_gets: threading.Event | None = None
 
     def fail_next(self, status: int | str, *, endpoint: str, count: int = 1, retry_after: float | None = None) -> None:
         self.failures.setdefault(endpoint, []).extend([(status, retry_after)] * count)
@@ -91,6 +131,15 @@ class FakeReplicateServer(LoopbackServer):
         self.predictions: dict[str, FakePrediction] = {}
         self.requests: list[Recorded] = []
         self.lock = threading.Lock()
+        self.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        self.webhooks_sent: list[SentWebhook] = []
+        self.get_waiting = threading.Event()
+        self._timers: list[threading.Timer] = []
+
+    def __exit__(self, *exc: object) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        super().__exit__(*exc)
 
     def created(self, model_part: str = "") -> list[FakePrediction]:
         with self.lock:
@@ -101,19 +150,44 @@ class FakeReplicateServer(LoopbackServer):
 
     # --- the protocol ----------------------------------------------------------
 
-    def new_prediction(self, model: str, version: str, inputs: dict) -> FakePrediction:
+    def new_prediction(self, model: str, version: str, inputs: dict, webhook: dict | None = None) -> FakePrediction:
         prediction = FakePrediction(id=secrets.token_hex(13), model=model, version=version, input=inputs)
+        prediction.webhook = str((webhook or {}).get("webhook") or "")
+        prediction.webhook_events_filter = (webhook or {}).get("webhook_events_filter")
         with self.lock:
             self.predictions[prediction.id] = prediction
+        if self.script.finish_after_seconds is not None:
+            timer = threading.Timer(self.script.finish_after_seconds, self.finish, args=(prediction.id,))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
         return prediction
 
+    def finish(self, prediction_id: str) -> None:
+        """The prediction reaches its scripted outcome now (then its webhook goes)."""
+        prediction = self.predictions[prediction_id]
+        with self.lock:
+            if prediction.status not in ("starting", "processing"):
+                return
+            prediction.status = "processing"
+        self._step(prediction, final=True)
+
     def advance(self, prediction: FakePrediction) -> None:
-        """One look moves the prediction along its script."""
+        """One look moves the prediction along its script (unless it runs by the clock)."""
+        if self.script.finish_after_seconds is not None:
+            with self.lock:
+                if prediction.status == "starting":
+                    prediction.status = "processing"
+            return
+        self._step(prediction, final=False)
+
+    def _step(self, prediction: FakePrediction, *, final: bool) -> None:
         with self.lock:
             if prediction.status not in ("starting", "processing"):
                 return
             prediction.polls += 1
-            if self.script.outcome == "never" or prediction.polls < self.script.finish_after_polls:
+            waiting = self.script.outcome == "never" or prediction.polls < self.script.finish_after_polls
+            if waiting and not final:
                 prediction.status = "processing" if prediction.polls >= 1 else "starting"
                 done = min(prediction.polls, 9)
                 prediction.logs = f"{done * 10}%|{'#' * done}{' ' * (10 - done)}| {done * 5}/50 [00:01<00:09]"
@@ -130,6 +204,56 @@ class FakeReplicateServer(LoopbackServer):
                     prediction.output = self.script.clip_text
                 else:
                     prediction.output = f"{self.base_url}/files/{prediction.id}.mp4"
+        self.completed(prediction)
+
+    def completed(self, prediction: FakePrediction) -> None:
+        """The prediction is final: its webhook, if it asked for one, goes out (in the background)."""
+        wanted = prediction.webhook_events_filter is None or "completed" in prediction.webhook_events_filter
+        if prediction.webhook and wanted and self.script.send_webhooks:
+            body = json.dumps(self.body(prediction))
+            threading.Thread(target=self._deliver, args=(prediction, body), daemon=True).start()
+
+    def sign(self, webhook_id: str, timestamp: int, body: str, secret: str | None = None) -> str:
+        moment = datetime.fromtimestamp(timestamp, tz=UTC)  # the library wants a UTC-aware time
+        return Webhook(secret or self.webhook_secret).sign(webhook_id, moment, body)
+
+    def _deliver(self, prediction: FakePrediction, body: str) -> None:
+        webhook_id = f"msg_{secrets.token_hex(12)}"
+        give_up = time.monotonic() + self.script.webhook_retry_seconds
+        pause = 0.5
+        while True:
+            timestamp = int(time.time())
+            request = urllib.request.Request(
+                prediction.webhook,
+                data=body.encode(),
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "webhook-id": webhook_id,
+                    "webhook-timestamp": str(timestamp),
+                    "webhook-signature": self.sign(webhook_id, timestamp, body),
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    status: int | str = response.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError as exc:
+                status = f"{type(exc).__name__}: {exc}"
+            sent = SentWebhook(prediction.id, prediction.webhook, webhook_id, status, time.time())
+            with self.lock:
+                self.webhooks_sent.append(sent)
+            if isinstance(status, int) and 200 <= status < 300:
+                return
+            if time.monotonic() + pause > give_up:
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 15.0)
+
+    def webhooks_for(self, prediction_id: str) -> list[SentWebhook]:
+        with self.lock:
+            return [sent for sent in self.webhooks_sent if sent.prediction_id == prediction_id]
 
     def body(self, prediction: FakePrediction) -> dict:
         return {
@@ -199,8 +323,11 @@ class _Handler(LoopbackHandler):
                 self._problem(404, "Not found.")
                 return
             with self.fake.lock:
-                if prediction.status in ("starting", "processing"):
+                stopped = prediction.status in ("starting", "processing")
+                if stopped:
                     prediction.status, prediction.cancelled = "canceled", True
+            if stopped:
+                self.fake.completed(prediction)
             self._json(200, self.fake.body(prediction))
             return
         if self._scripted("create"):
@@ -218,7 +345,7 @@ class _Handler(LoopbackHandler):
         else:
             self._problem(404, "The requested version does not exist.")
             return
-        prediction = self.fake.new_prediction(model, version, inputs)
+        prediction = self.fake.new_prediction(model, version, inputs, body)
         # With "Prefer: wait" Replicate holds the request; when the wait runs out
         # it answers "starting", which the client keeps polling. We answer at once.
         self._json(201, self.fake.body(prediction))
@@ -236,6 +363,9 @@ class _Handler(LoopbackHandler):
             return
         if not self._authorised():
             return
+        if self.path == "/v1/webhooks/default/secret":
+            self._json(200, {"key": self.fake.webhook_secret})
+            return
         match = _PREDICTION_PATH.match(self.path)
         if not match or match[2]:
             self._problem(404, "Not found.")
@@ -247,7 +377,12 @@ class _Handler(LoopbackHandler):
             self._problem(404, "Not found.")
             return
         self.fake.advance(prediction)
-        self._json(200, self.fake.body(prediction))
+        answer = self.fake.body(prediction)
+        hold = self.fake.script.hold_gets
+        if hold is not None and not hold.is_set():
+            self.fake.get_waiting.set()
+            hold.wait(60)
+        self._json(200, answer)
 
 
 FakeReplicateServer.handler = _Handler  # defined below the fake it serves

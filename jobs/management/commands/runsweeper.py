@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections, connection
 
+from jobs.provider_hooks.look import prune_receipts
 from jobs.sweeper import (
     HandedOver,
     discard_orphan_uploads,
@@ -48,6 +49,7 @@ class Command(BaseCommand):
                     expire_results()
                     expire_unstarted()
                     discard_orphan_uploads()
+                    prune_receipts()
                     last_expiry = time.monotonic()
             except Exception as exc:
                 if once:
