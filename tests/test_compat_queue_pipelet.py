@@ -337,3 +337,44 @@ def test_a_failing_kling_request_says_klings_message_and_the_credits_come_back(a
     result = client.get(path_of(created["response_url"]))
     assert result.status_code == 422 and "flagged" in result.json()["detail"]
     assert balance_of(client.user) == 100
+
+
+# --- the schema -----------------------------------------------------------------------------------------
+
+
+def test_the_schema_documents_the_end_frame_and_pipelets_fields_and_its_examples_are_real(pipelet_server):
+    from tests.test_compat_queue import documented_examples
+
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    fields = schema["components"]["schemas"]["QueueSubmitRequest"]["properties"]
+    for name in ("second_image_uri", "tail_image_url", "duration", "height", "priority"):
+        assert fields[name]["description"] and "example" in fields[name], name
+    [model] = [p for p in schema["paths"]["/queue/{modelId}"]["post"]["parameters"] if p["name"] == "modelId"]
+    assert {PIPELET, "wan22-fast-i2v-premium", "wan22-fast-i2v-pro"} <= set(model["schema"]["enum"])
+
+    examples = documented_examples()
+    client = pipelet_client()
+    assert create(client, duration=6, height=720).json() == examples[("queue_submit", "422", "Pipelet rule")]
+    assert (
+        create(client, "local", second_image_uri=END_FRAME).json()
+        == examples[("queue_submit", "422", "No end frame here")]
+    )
+    request_examples = schema["paths"]["/queue/{modelId}"]["post"]["requestBody"]["content"]["application/json"]
+    body = request_examples["examples"]["PipeletWithAnEndFrame"]["value"]
+    # The documented body as sent, with images large enough to animate in place of the 1-pixel ones.
+    accepted = create(client, **{**body, "data_uri": PHOTO, "second_image_uri": END_FRAME})
+    assert accepted.status_code == 200, accepted.json()
+    step(accepted.json())
+    sent = pipelet_server.creates[-1].body
+    assert {name: sent[name] for name in ("duration", "height", "priority")} == {
+        "duration": 7,
+        "height": 480,
+        "priority": 5,
+    }
+    assert isinstance(list(pipelet_server.jobs.values())[-1].tail_size, tuple)
+    working = create(client).json()
+    for _ in range(4):
+        step(working)
+    shown = status_of(client, working)
+    documented = examples[("queue_status", "202", "In progress at Pipelet")]
+    assert shown.keys() == documented.keys() and shown["statusMessages"] == documented["statusMessages"]
