@@ -264,6 +264,20 @@ def test_tail_image_url_as_a_data_uri_is_taken_too(pipelet_server):
     assert remote.tail_size == remote.image_size
 
 
+def test_tail_image_url_as_a_public_link_is_fetched_like_the_native_apis(pipelet_server, settings):
+    from tests.fakes.image_server import ImageServer
+
+    with ImageServer(photo_bytes(900, 600, fmt="PNG", seed=3)) as images:
+        settings.SAFE_FETCH_ALLOW = (pipelet_server.address, images.address)
+        response = create(pipelet_client(), tail_image_url=f"{images.base_url}/end.png")
+    assert response.status_code == 200, response.json()
+    job = step(response.json())
+    assert images.hits == ["/end.png"]
+    assert job.tail_upload.source_url.endswith("/end.png")
+    [remote] = pipelet_server.jobs.values()
+    assert remote.tail_size == remote.image_size
+
+
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
