@@ -20,7 +20,7 @@ def read_data_uri(text: str, *, field: str = "data_uri") -> bytes:
     match = _DATA_URI.match(text)
     payload = text[match.end() :] if match else text
     if text.startswith("data:") and not match:
-        raise JobInputError(field, "data_uri must be base64: data:image/png;base64,<data>.")
+        raise JobInputError(field, f"{field} must be base64: data:image/png;base64,<data>.")
     payload = "".join(payload.split())
     limit = settings.MAX_UPLOAD_BYTES
     if len(payload) * 3 // 4 > limit + 2:
@@ -30,7 +30,7 @@ def read_data_uri(text: str, *, field: str = "data_uri") -> bytes:
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise JobInputError(field, "data_uri is not valid base64.") from None
+        raise JobInputError(field, f"{field} is not valid base64.") from None
 
 
 def fetch_image_url(url: str, *, field: str = "image_url") -> bytes:

@@ -13,12 +13,18 @@ def _read(validated: dict, file_field: str, url_field: str) -> ExtraImage | None
     if upload:
         return ExtraImage(source=upload, field=file_field, filename=upload.name)
     given = validated.get(url_field)
-    return _from_reference(given, url_field) if given else None
+    return image_from_reference(given, field=url_field) if given else None
 
 
-def _from_reference(value: str, field: str) -> ExtraImage:
+def image_from_base64(value: str, *, field: str) -> ExtraImage:
+    """An image sent inline: bare base64 or a ``data:image/…;base64,`` URI."""
+    return ExtraImage(source=read_data_uri(value, field=field), field=field, filename=f"{field}-data-uri")
+
+
+def image_from_reference(value: str, *, field: str) -> ExtraImage:
+    """An image sent as a public URL (fetched safely) or as a data: URI."""
     if value.strip().startswith("data:"):
-        return ExtraImage(source=read_data_uri(value, field=field), field=field, filename=f"{field}-data-uri")
+        return image_from_base64(value, field=field)
     return ExtraImage(
         source=fetch_image_url(value, field=field), field=field, filename=value.rsplit("/", 1)[-1], source_url=value
     )
@@ -42,7 +48,7 @@ def read_extra_images(validated: dict, provider: str) -> dict:
             upload = validated[mask["mask"]]
             image = ExtraImage(source=upload, field=mask["mask"], filename=upload.name)
         else:
-            image = _from_reference(mask["mask_url"], field)
+            image = image_from_reference(mask["mask_url"], field=field)
         dynamic.append(MaskSpec(image=image, trajectory=tuple(mask["trajectory"])))
     return {
         "tail": _read(validated, "tail_image", "tail_image_url"),

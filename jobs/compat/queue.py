@@ -37,6 +37,15 @@ Decisions:
   the video is never held in memory whole (nor its base64). With
   ``x-pipelet-output: binary`` on the create, ``data_uri`` (and ``data_url``)
   hold the signed link instead, as Pipelet does.
+* The end frame: Pipelet's ``second_image_uri`` (base64, bare or a data: URI,
+  like ``data_uri``) or the native API's ``tail_image_url`` (a URL or a data:
+  URI), for a provider that ``accepts_tail_image``; it goes through the native
+  API's checks (``jobs.extra_images``) and reaches Pipelet as
+  ``second_image_uri``. For any other provider either field is 422 saying
+  which providers take one.
+* Pipelet's own text is passed on: ``queue_position`` is the 0-based number
+  Pipelet gave (our positions are 1-based, ``pipelet_queue_position``), and
+  ``detail_message`` its ``Progress: 4/24 Tasks done`` when it said one.
 * Errors are ``{"detail": "<sentence>"}``: 422 for a field that cannot be
   used (named), 413 for an image over the cap (checked before decoding), 402
   with ``balance`` and ``cost`` when credits are short, 503 when the model's
@@ -50,6 +59,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -68,10 +78,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from jobs import links
 from jobs.actions import ActionRefused, cancel_job
 from jobs.api.auth import TooManyFailedKeys, check_key
+from jobs.api.extra_images import image_from_base64, image_from_reference
 from jobs.api.idempotency import binder, idempotent
 from jobs.api.parsers import JSONParser
 from jobs.api.views import APIView
 from jobs.creation import JobInputError, check_job_affordable, create_job_from_image
+from jobs.extra_images import ExtraImage, check_extra_images
 from jobs.ledger import InsufficientCredits
 from jobs.models import ApiKey, Job, JobEvent, QueueRequest
 from jobs.queue_position import queue_position
@@ -91,6 +103,11 @@ OUTPUT_HEADER = "x-pipelet-output"
 WEBHOOK_MESSAGE = "Callbacks (fal_webhook, x-pipelet-webhook) are not available here yet; poll status_url instead."
 # The body's own fields; the rest are the parameters the model's provider declares.
 BODY_FIELDS = ("prompt", "negative_prompt", "data_uri", "image_url")
+# The end frame, for a provider that takes one: Pipelet's own field (base64, as data_uri)
+# or the native API's (a URL or a data: URI).
+TAIL_FIELDS = ("second_image_uri", "tail_image_url")
+# Pipelet's own progress text ("Progress: 4/24 Tasks done"), passed on as Pipelet wrote it.
+_PIPELET_PROGRESS = re.compile(r"^Progress: \d+\s*/\s*\d+\b")
 CHUNK = 3 * 16 * 1024  # a multiple of 3: each chunk's base64 joins the next without padding
 
 IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED = "IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"
@@ -237,9 +254,11 @@ def submit_request(*, owner, model_id: str, data, output: str, on_created=None) 
     provider, model = resolve_model(model_id)
     if not isinstance(data, dict):
         raise QueueError(422, 'The body must be a JSON object, such as {"prompt": "...", "data_uri": "..."}.')
-    declared = [param.name for param in provider_class(provider).parameters]
-    takes = [*BODY_FIELDS, *declared]
-    unknown = [name for name in data if name not in takes]
+    cls = provider_class(provider)
+    declared = [param.name for param in cls.parameters]
+    takes = [*BODY_FIELDS, *(TAIL_FIELDS if cls.accepts_tail_image else ()), *declared]
+    # An end frame for a provider without one is refused by the native API's check, which says who takes one.
+    unknown = [name for name in data if name not in takes and name not in TAIL_FIELDS]
     if unknown:
         raise JobInputError(
             unknown[0],
@@ -259,11 +278,14 @@ def submit_request(*, owner, model_id: str, data, output: str, on_created=None) 
         **{name: data.get(name) for name in COMMON_NAMES},
         "extra_params": {name: data[name] for name in declared if name in data and name not in COMMON_NAMES},
     }
+    tail_field = _tail_field(data)
+    check_extra_images(provider, tail=bool(tail_field), tail_field=tail_field or "second_image_uri")
     check_job_affordable(owner=owner, prompt=prompt, **job_fields)
     if data_uri:
         source, filename = read_data_uri(data_uri), "data-uri"
     else:
         source, filename = fetch_image_url(image_url), image_url.rsplit("/", 1)[-1]
+    tail = _read_tail(data, tail_field)
 
     def remember(job: Job) -> None:
         QueueRequest.objects.create(job=job, model_id=model_id, output=output)
@@ -278,8 +300,29 @@ def submit_request(*, owner, model_id: str, data, output: str, on_created=None) 
         prompt=prompt,
         negative_prompt=negative_prompt,
         on_created=remember,
+        tail=tail,
         **job_fields,
     )
+
+
+def _tail_field(data: dict) -> str:
+    """Which end-frame field the body uses ("" for none); two are refused."""
+    given = [name for name in TAIL_FIELDS if _text(data, name).strip()]
+    if len(given) > 1:
+        raise JobInputError(
+            given[0], "Send the end frame as one of second_image_uri (base64, as data_uri) or tail_image_url, not both."
+        )
+    return given[0] if given else ""
+
+
+def _read_tail(data: dict, field: str) -> ExtraImage | None:
+    """The end frame, read as the native API reads it; checked like the photo when the job is made."""
+    if not field:
+        return None
+    value = _text(data, field).strip()
+    if field == "second_image_uri":
+        return image_from_base64(value, field=field)
+    return image_from_reference(value, field=field)
 
 
 def _exception_handler(exc, context):
@@ -391,9 +434,21 @@ def queue_status(job: Job) -> str:
 
 
 def progress_message(job: Job) -> str:
-    """``Progress: 45% done (Rendering 120 frames: 45%)``, the shape of Pipelet's detail_message."""
+    """Pipelet's own ``Progress: 4/24 Tasks done`` when the provider said it (a
+    Pipelet client may parse it), else ``Progress: 45% done (Rendering 120
+    frames: 45%)``, our progress in the same shape."""
     doing = job.status_message or job.get_status_display()
+    if _PIPELET_PROGRESS.match(doing):
+        return doing
     return f"Progress: {round(job.progress * 100)}% done ({doing})"
+
+
+def pipelet_queue_position(job: Job) -> int:
+    """How many jobs are ahead, 0-based as Pipelet counts. Our position (the
+    job's, the dashboard's, the native API's) is 1 for next; a provider's
+    0-based one is stored plus one (``providers/pipelet.py``), so Pipelet's
+    own number comes back out unchanged."""
+    return max(0, (queue_position(job) or 1) - 1)
 
 
 def fal_logs(job: Job) -> list[dict]:
@@ -414,7 +469,7 @@ def status_body(job: Job, *, base: str, model_id: str, with_logs: bool, fal: boo
     state = queue_status(job)
     body: dict = {"status": state, **request_urls(base, model_id, str(job.pk))}
     if state == IN_QUEUE:
-        body["queue_position"] = max(0, (queue_position(job) or 1) - 1)
+        body["queue_position"] = pipelet_queue_position(job)
         body["statusMessages"] = {}
         return 202, body
     body["logs"] = fal_logs(job) if with_logs else None

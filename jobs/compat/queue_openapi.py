@@ -104,9 +104,47 @@ SCHEMAS: dict[str, dict] = {
                 "description": "A public http(s) URL of the image, fetched by the server. Send this or `data_uri`.",
             },
             "negative_prompt": {"type": "string", "description": "What the video should avoid."},
+            "second_image_uri": {
+                "type": "string",
+                "description": "Pipelet's field: the image the video should end on (JPEG or PNG), as base64 like "
+                "`data_uri`, bare or as `data:image/jpeg;base64,…`. It is fitted to the photo's framing. Only for "
+                "models whose provider takes an end frame (Pipelet's `wan22-fast-i2v*`, Kling's); for the others "
+                "it is refused with 422 saying which do.",
+                "example": TINY_PNG,
+            },
+            "tail_image_url": {
+                "type": "string",
+                "description": "The end frame as the native API takes it: a public http(s) URL (fetched by the "
+                "server) or a `data:` URI. Send this or `second_image_uri`, not both.",
+                "example": "https://example.com/beach-at-dusk.jpg",
+            },
             "seed": {"type": "integer", "minimum": 0, "description": "The same seed makes the same video again."},
-            "duration": {"type": "number", "description": "Seconds, for models that take it."},
-            "height": {"type": "integer", "description": "Pipelet's 480 or 720, for models that take it."},
+            "duration": {
+                "type": "number",
+                "description": "Seconds, for models that take it. Pipelet: at most 5 s at 720p, 7 s at 480p; Kling: "
+                "5 or 10.",
+                "example": 5,
+            },
+            "height": {
+                "type": "integer",
+                "enum": [720, 480],
+                "description": "Pipelet's output height: 720, or 480 for clips up to 7 s.",
+                "example": 720,
+            },
+            "priority": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 10,
+                "description": "Pipelet's: a higher priority runs sooner at Pipelet; 0 (or leaving it out) keeps "
+                "Pipelet's own order.",
+                "example": 5,
+            },
+            "higher_quality_with_more_steps": {
+                "type": "string",
+                "enum": ["no", "yes"],
+                "description": "Pipelet's: `yes` spends more steps on the video for higher quality; it takes longer.",
+                "example": "no",
+            },
         },
     },
     "QueueSubmitted": {
@@ -235,8 +273,9 @@ SUBMIT = {
     "operationId": "queue_submit",
     "tags": [TAG],
     "summary": "Start a video (Pipelet / fal queue)",
-    "description": "Takes the image (`data_uri` or `image_url`), the prompt and the model's parameters, holds "
-    "the credits the video costs and queues it; the answer comes at once with the URLs to poll, fetch and cancel "
+    "description": "Takes the image (`data_uri` or `image_url`), the prompt, the model's parameters (Pipelet's "
+    "`duration`, `height`, `priority`, ...) and, for models that take one, an end frame (`second_image_uri`), "
+    "holds the credits the video costs and queues it; the answer comes at once with the URLs to poll, fetch and cancel "
     "it. Send `Idempotency-Key` to make retries safe, and `x-pipelet-output: binary` to get the result as a "
     "link instead of base64.",
     "security": SECURITY,
@@ -265,6 +304,14 @@ SUBMIT = {
                 "schema": _ref("QueueSubmitRequest"),
                 "examples": _examples(
                     Pipelet_style={"prompt": "A cat wearing a superman cape", "data_uri": TINY_PNG, "duration": 5},
+                    Pipelet_with_an_end_frame={
+                        "prompt": "The sun sets over the bay",
+                        "data_uri": TINY_PNG,
+                        "second_image_uri": TINY_PNG,
+                        "duration": 7,
+                        "height": 480,
+                        "priority": 5,
+                    },
                     From_a_URL={"prompt": "Waves rolling in", "image_url": "https://example.com/beach.jpg"},
                 ),
             }
@@ -313,6 +360,9 @@ SUBMIT = {
             Bad_base64="data_uri is not valid base64.",
             Not_an_image="This file is not a JPEG or PNG image (it looks like a PDF document). Upload a JPEG or PNG.",
             Out_of_range="duration must be from 1 to 10 s; got 30.",
+            Pipelet_rule="At 720p Pipelet makes at most 5 s; choose 5 s or less, or 480p for up to 7 s.",
+            No_end_frame_here="Local (embedded, offline) does not take an end frame (second_image_uri); "
+            "providers that do: pipelet, kling.",
             Webhook=WEBHOOK_MESSAGE,
         ),
         "429": THROTTLED,
@@ -334,8 +384,10 @@ STATUS = {
     "operationId": "queue_status",
     "tags": [TAG],
     "summary": "Poll a request",
-    "description": "202 while the request waits (`IN_QUEUE`, with `queue_position`, 0 being next) or is being "
-    "made (`IN_PROGRESS`, with its progress in `statusMessages.detail_message`); 200 once it has ended. "
+    "description": "202 while the request waits (`IN_QUEUE`, with `queue_position`, 0 being next: for Pipelet's "
+    "model ids, Pipelet's own number once Pipelet has the request) or is being made (`IN_PROGRESS`, with its "
+    "progress in `statusMessages.detail_message`: Pipelet's own `Progress: 4/24 Tasks done` for its model ids); "
+    "200 once it has ended. "
     "`?logs=true` adds the request's timeline as `logs`. Not counted against the request budget: poll as often "
     "as your client does.",
     "security": SECURITY,
@@ -386,6 +438,10 @@ STATUS = {
             "QueueStatus",
             In_queue={"status": "IN_QUEUE", **URLS, "queue_position": 1, "statusMessages": {}},
             In_progress=IN_PROGRESS,
+            In_progress_at_Pipelet={
+                **IN_PROGRESS,
+                "statusMessages": {"message": "PROCESSING", "detail_message": "Progress: 4/24 Tasks done"},
+            },
             In_progress_with_logs={
                 **IN_PROGRESS,
                 "logs": [
