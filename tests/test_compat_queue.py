@@ -12,6 +12,7 @@ from datetime import datetime
 import av
 import pytest
 from rest_framework.test import APIClient
+from standardwebhooks import Webhook
 
 from jobs import pipeline
 from jobs.api.auth import PerUserThrottle
@@ -22,7 +23,9 @@ from providers.params import COMMON, Param
 from providers.registry import PROVIDERS, provider_class
 from tests.api_helpers import key_client
 from tests.factories import photo_bytes
+from tests.fakes.callback_receiver import FakeCallbackReceiver
 from tests.fakes.fixtures import stability_server_fixture  # noqa: F401
+from tests.pipeline_helpers import run_until_final
 
 pytestmark = pytest.mark.django_db
 
@@ -445,14 +448,55 @@ def test_an_oversized_body_is_413_in_this_apis_shape(settings):
     assert response.status_code == 413 and set(response.json()) == {"detail"}
 
 
-def test_a_webhook_is_refused_rather_than_never_sent():
+@pytest.fixture
+def callback_receiver(settings):
+    with FakeCallbackReceiver() as fake:
+        settings.SAFE_FETCH_ALLOW = (fake.address,)
+        settings.WEBHOOK_RETRY_SCHEDULE = [0.0, 1.0, 1.0]
+        yield fake
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("asked_by", ["fal_webhook", "x-pipelet-webhook"])
+def test_a_callback_asked_for_by_fal_or_pipelet_gets_a_signed_delivery_when_the_job_ends(callback_receiver, asked_by):
+    client = queue_client()
+    url = f"{callback_receiver.base_url}/done/{asked_by}"
+    if asked_by == "fal_webhook":
+        body = {"prompt": "waves", "data_uri": PHOTO}
+        response = client.post(f"/queue/local?fal_webhook={url}", json.dumps(body), content_type="application/json")
+    else:
+        response = submit(client, headers={"x-pipelet-webhook": url})
+    assert response.status_code == 200, response.json()
+    job = run_until_final(Job.objects.get(pk=response.json()["request_id"]))
+    assert job.status == Job.COMPLETED
+    [call] = callback_receiver.wait_for(1)
+    assert call.path == f"/done/{asked_by}"
+    secret = client.get("/api/v1/webhooks/job-callback-secret").json()["secret"]
+    delivered = Webhook(secret).verify(call.body, call.headers)
+    assert delivered["type"] == "job.completed" and delivered["data"]["id"] == str(job.pk)
+
+
+def test_a_callback_to_a_private_address_is_refused_naming_where_it_came_from():
     client = queue_client()
     query = client.post(
-        "/queue/local?fal_webhook=https://example.com/hook", json.dumps({}), content_type="application/json"
+        "/queue/local?fal_webhook=http://10.0.0.5/hook", json.dumps({}), content_type="application/json"
     )
-    assert query.status_code == 422 and "poll status_url" in query.json()["detail"]
-    header = submit(client, headers={"x-pipelet-webhook": "https://example.com/hook"})
-    assert header.status_code == 422
+    assert query.status_code == 422
+    assert query.json()["detail"].startswith("fal_webhook points to a private or local address (10.0.0.5)")
+    header = submit(client, headers={"x-pipelet-webhook": "http://10.0.0.5/hook"})
+    assert header.status_code == 422 and header.json()["detail"].startswith("x-pipelet-webhook points to")
+    assert not Job.objects.exists()
+
+
+def test_two_different_callbacks_in_one_create_are_refused(callback_receiver):
+    response = queue_client().post(
+        f"/queue/local?fal_webhook={callback_receiver.base_url}/a",
+        json.dumps({"prompt": "waves", "data_uri": PHOTO}),
+        content_type="application/json",
+        HTTP_X_PIPELET_WEBHOOK=f"{callback_receiver.base_url}/b",
+    )
+    assert response.status_code == 422 and "different URLs" in response.json()["detail"]
+    assert not Job.objects.exists()
 
 
 def test_a_caller_without_credits_gets_402_with_balance_and_cost_and_nothing_is_made(stability_server):
@@ -599,7 +643,9 @@ def test_the_documented_examples_are_the_bodies_the_endpoints_really_answer(djan
         ("queue_submit", "422", "Unknown field"): submit(client, width=1280),
         ("queue_submit", "422", "No image"): submit(client, data_uri=""),
         ("queue_submit", "422", "Bad base64"): submit(client, data_uri="!!"),
-        ("queue_submit", "422", "Webhook"): submit(client, headers={"x-pipelet-webhook": "https://e.com"}),
+        ("queue_submit", "422", "Callback not public"): submit(
+            client, headers={"x-pipelet-webhook": "http://10.0.0.5/"}
+        ),
         ("queue_status", "404", "Not found"): client.get(f"/queue/local/requests/{uuid.uuid4()}/status"),
         ("queue_status", "400", "Not a request id"): client.get("/queue/local/requests/12/status"),
         ("queue_status", "405", "Not GET"): client.post(path_of(queued["status_url"])),

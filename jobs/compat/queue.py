@@ -50,8 +50,10 @@ Decisions:
   used (named), 413 for an image over the cap (checked before decoding), 402
   with ``balance`` and ``cost`` when credits are short, 503 when the model's
   provider is not configured here.
-* Callbacks (``?fal_webhook=`` / ``x-pipelet-webhook``) are refused with 422
-  for now rather than silently never sent.
+* A callback asked for with ``?fal_webhook=`` (fal's way) or the
+  ``x-pipelet-webhook`` header (Pipelet's) becomes the job's ``callback_url``:
+  told when the job ends, as a Standard Webhooks delivery signed with the
+  caller's job-callback secret, the same as the native API's.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ from jobs.ledger import InsufficientCredits
 from jobs.models import ApiKey, Job, JobEvent, QueueRequest
 from jobs.queue_position import queue_position
 from jobs.sources import fetch_image_url, read_data_uri
+from jobs.webhooks.endpoints import EndpointInputError, attach_job_callback, check_webhook_url
 from providers.params import COMMON_NAMES
 from providers.registry import PROVIDERS, provider_class
 
@@ -100,7 +103,7 @@ NOT_FOUND_MESSAGE = "No request with this id for this model and key."
 BAD_ID_MESSAGE = "This is not a request id: ids are UUIDs, as POST /queue/{modelId} answers them in request_id."
 WWW_AUTHENTICATE = 'Bearer realm="i2v", Key realm="i2v"'
 OUTPUT_HEADER = "x-pipelet-output"
-WEBHOOK_MESSAGE = "Callbacks (fal_webhook, x-pipelet-webhook) are not available here yet; poll status_url instead."
+WEBHOOK_HEADER = "x-pipelet-webhook"
 # The body's own fields; the rest are the parameters the model's provider declares.
 BODY_FIELDS = ("prompt", "negative_prompt", "data_uri", "image_url")
 # The end frame, for a provider that takes one: Pipelet's own field (base64, as data_uri)
@@ -373,24 +376,53 @@ class QueueView(APIView):
         return response
 
 
+def _callback_url(request) -> str:
+    """The callback the create asks for (fal's ``?fal_webhook=``, Pipelet's
+    ``x-pipelet-webhook``), checked like every webhook URL; "" for none."""
+    asked = {
+        name: value.strip()
+        for name, value in (
+            ("fal_webhook", request.query_params.get("fal_webhook", "")),
+            (WEBHOOK_HEADER, request.headers.get(WEBHOOK_HEADER, "")),
+        )
+        if value.strip()
+    }
+    if len(set(asked.values())) > 1:
+        raise QueueError(422, "fal_webhook and x-pipelet-webhook name different URLs; send one of them.")
+    if not asked:
+        return ""
+    field, url = next(iter(asked.items()))
+    try:
+        return check_webhook_url(url, field)
+    except EndpointInputError as exc:
+        raise QueueError(422, exc.message) from exc
+
+
 class Submit(QueueView):
     """``POST /queue/{modelId}``."""
 
     @extend_schema(exclude=True)  # documented by jobs.compat.queue_openapi
     def post(self, request, model_id: str):
         # Headers first: a replayed Idempotency-Key must not hide a header that is wrong now.
-        if request.query_params.get("fal_webhook") or request.headers.get("x-pipelet-webhook"):
-            raise QueueError(422, WEBHOOK_MESSAGE)
+        callback_url = _callback_url(request)
         wanted = request.headers.get(OUTPUT_HEADER, "").strip().lower()
         if wanted not in ("", "binary"):
             raise QueueError(422, f"{OUTPUT_HEADER} must be 'binary' (a link to the video) or left out (base64).")
         output = QueueRequest.OUTPUT_LINK if wanted else QueueRequest.OUTPUT_BASE64
-        return _detail_shape(self._submit(request, model_id, output))
+        return _detail_shape(self._submit(request, model_id, output, callback_url))
 
     @idempotent
-    def _submit(self, request, model_id: str, output: str):
+    def _submit(self, request, model_id: str, output: str, callback_url: str = ""):
+        bind = binder(request)
+
+        def created(job: Job) -> None:
+            if bind is not None:
+                bind(job)
+            if callback_url:
+                attach_job_callback(job, callback_url, public_base_url=base_url(request), check=False)
+
         job = submit_request(
-            owner=request.user, model_id=model_id, data=request.data, output=output, on_created=binder(request)
+            owner=request.user, model_id=model_id, data=request.data, output=output, on_created=created
         )
         return self.created_response(request, job)
 

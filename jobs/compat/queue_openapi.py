@@ -16,7 +16,6 @@ from jobs.compat.queue import (
     BAD_KEY_MESSAGE,
     NO_KEY_MESSAGE,
     NOT_FOUND_MESSAGE,
-    WEBHOOK_MESSAGE,
     WWW_AUTHENTICATE,
     available_model_ids,
 )
@@ -276,8 +275,11 @@ SUBMIT = {
     "description": "Takes the image (`data_uri` or `image_url`), the prompt, the model's parameters (Pipelet's "
     "`duration`, `height`, `priority`, ...) and, for models that take one, an end frame (`second_image_uri`), "
     "holds the credits the video costs and queues it; the answer comes at once with the URLs to poll, fetch and cancel "
-    "it. Send `Idempotency-Key` to make retries safe, and `x-pipelet-output: binary` to get the result as a "
-    "link instead of base64.",
+    "it. Send `Idempotency-Key` to make retries safe, `x-pipelet-output: binary` to get the result as a "
+    "link instead of base64, and `fal_webhook` (fal's way) or `x-pipelet-webhook` (Pipelet's) to be told when "
+    "it ends: a Standard Webhooks POST (`job.completed`, `job.failed`, `job.cancelled`, the job as "
+    "`GET /api/v1/jobs/{id}` shows it) signed with your job-callback secret "
+    "(`GET /api/v1/webhooks/job-callback-secret`).",
     "security": SECURITY,
     "parameters": [
         {
@@ -287,6 +289,21 @@ SUBMIT = {
             "schema": {"type": "string", "enum": ["binary"]},
             "description": "`binary`: the result's `video.data_uri` and `video.data_url` hold a signed link to the "
             "MP4 instead of its base64.",
+        },
+        {
+            "in": "header",
+            "name": "x-pipelet-webhook",
+            "required": False,
+            "schema": {"type": "string", "format": "uri"},
+            "description": "A public http(s) URL told when the request ends (Standard Webhooks, signed with your "
+            "job-callback secret). Pipelet's header; `fal_webhook` is fal's name for the same.",
+        },
+        {
+            "in": "query",
+            "name": "fal_webhook",
+            "required": False,
+            "schema": {"type": "string", "format": "uri"},
+            "description": "fal's name for `x-pipelet-webhook`: a public http(s) URL told when the request ends.",
         },
         {
             "in": "header",
@@ -363,7 +380,8 @@ SUBMIT = {
             Pipelet_rule="At 720p Pipelet makes at most 5 s; choose 5 s or less, or 480p for up to 7 s.",
             No_end_frame_here="Local (embedded, offline) does not take an end frame (second_image_uri); "
             "providers that do: pipelet, kling.",
-            Webhook=WEBHOOK_MESSAGE,
+            Callback_not_public="x-pipelet-webhook points to a private or local address (10.0.0.5); only public "
+            "addresses can be fetched.",
         ),
         "429": THROTTLED,
         "503": _detail(
