@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -103,33 +104,53 @@ def sweep(now=None, handed: HandedOver | None = None) -> int:
     polls them all, concurrently); every other step is a task of its own.
     """
     now = now or timezone.now()
-    rows = list(due_jobs(now).values_list("pk", "status", "provider")[:BATCH])
-    return _hand_over(rows, now, handed, Q(next_poll_at__lte=now)) + sweep_deliveries(now)
+    with transaction.atomic():
+        rows = _take(due_jobs(now))
+        handed_over = _hand_over(rows, now, handed)
+    return handed_over + sweep_deliveries(now)
+
+
+def _take(jobs) -> list:
+    """Rows of ``jobs`` to hand over, locked until the caller's transaction ends.
+
+    Several sweepers may run at once: on PostgreSQL each skips the rows another
+    has locked, and once that one commits the rows are no longer due (their due
+    time moved), so no two sweepers hand over the same job. SQLite takes its
+    write lock when the transaction begins (``transaction_mode``), which
+    serialises sweeps outright.
+    """
+    locked = jobs.select_for_update(skip_locked=True, of=("self",))
+    return list(locked.values_list("pk", "status", "provider")[:BATCH])
 
 
 def sweep_deliveries(now=None) -> int:
     """Hand callbacks that are due (a retry's time has come, a lease ran out,
     a queue message was lost) to the workers; returns how many."""
     now = now or timezone.now()
-    ids = list(delivery.due(now).values_list("pk", flat=True)[:BATCH])
-    if not ids:
-        return 0
-    # Pushed past now, so the next sweep does not hand them over again; the
-    # claim's lease makes a second delivery of the same task a no-op.
-    CallbackDelivery.objects.filter(pk__in=ids, next_attempt_at__lte=now).update(next_attempt_at=now + _grace())
-    for delivery_id in ids:
-        enqueue_delivery(delivery_id)
+    with transaction.atomic():
+        # Locked and pushed past now in one transaction, so neither the next
+        # sweep nor a sweeper running beside this one hands them over again
+        # (see ``_take``); the claim's lease makes a duplicate task a no-op.
+        locked = delivery.due(now).select_for_update(skip_locked=True, of=("self",))
+        ids = list(locked.values_list("pk", flat=True)[:BATCH])
+        if not ids:
+            return 0
+        CallbackDelivery.objects.filter(pk__in=ids).update(next_attempt_at=now + _grace())
+        for delivery_id in ids:
+            enqueue_delivery(delivery_id)  # sent once the transaction commits
     return len(ids)
 
 
-def _hand_over(rows: list, now: datetime, handed: HandedOver | None, still: Q) -> int:
+def _hand_over(rows: list, now: datetime, handed: HandedOver | None) -> int:
+    """Push the due time of ``rows`` (locked by ``_take``) and queue them; the
+    tasks are sent once the caller's transaction commits."""
     if not rows:
         return 0
     grace = now + timedelta(seconds=settings.JOB_DISPATCH_GRACE)
     # One UPDATE pushes the due time of every job handed over, so the next
-    # sweep does not hand them over again. Two sweepers racing may both hand a
-    # job over; its lease makes the second delivery a no-op.
-    Job.objects.filter(still, pk__in=[pk for pk, _, _ in rows]).update(next_poll_at=grace)
+    # sweep does not hand them over again. Should a message still arrive
+    # twice, the job's lease makes the second delivery a no-op.
+    Job.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(next_poll_at=grace)
     if handed is not None:
         handed.record(now, grace, [pk for pk, _, _ in rows])
     batched: list = []
@@ -168,10 +189,13 @@ def redispatch_lost(now=None, handed: HandedOver | None = None) -> int:
         .filter(lost)
         .order_by("next_poll_at")
     )
-    rows = list(candidates.values_list("pk", "status", "provider")[:BATCH])
-    if not rows or _queue_busy():
+    if not candidates.exists() or _queue_busy():
         return 0
-    count = _hand_over(rows, now, handed, Q(lease_until__isnull=True))
+    with transaction.atomic():
+        # Taken again under lock: another sweeper may have handed them over since.
+        count = _hand_over(_take(candidates), now, handed)
+    if not count:
+        return 0
     log.warning("handed over again %d job(s) whose queue message was lost (queue idle, jobs unclaimed)", count)
     return count
 

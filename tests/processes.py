@@ -86,7 +86,14 @@ class Cluster:
         self.log = tmp_path / "cluster.log"
         empty_redis_broker()
 
-    COMMANDS = {"worker": "qcluster", "runworker": "runworker", "sweeper": "runsweeper", "serve": "serve"}
+    # "sweeper2": a second sweeper beside the first, as on a second machine.
+    COMMANDS = {
+        "worker": "qcluster",
+        "runworker": "runworker",
+        "sweeper": "runsweeper",
+        "sweeper2": "runsweeper",
+        "serve": "serve",
+    }
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         command = self.COMMANDS[name]
