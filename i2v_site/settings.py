@@ -94,7 +94,7 @@ def require_module(name: str, module: str, what: str) -> None:
 
     try:
         importlib.import_module(module)
-    except ImportError as exc:
+    except (ImportError, ImproperlyConfigured) as exc:  # django-storages wraps a missing boto3 so
         raise ImproperlyConfigured(
             f"Environment variable {name}={os.environ.get(name)!r} needs {what}, "
             f"but the Python package {module!r} cannot be imported ({exc}); install it or unset {name}"

@@ -65,6 +65,29 @@ def test_serve_refuses_a_taken_port_and_says_how_to_pick_another(tmp_path):
     assert "i2v is running" not in result.stdout
 
 
+@pytest.mark.parametrize("name", ["CACHE_URL", "Q_BROKER_URL"])
+def test_serve_stops_at_once_naming_a_redis_that_does_not_answer(tmp_path, name):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        result = subprocess.run(
+            [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{free_port()}"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "I2V_VAR_DIR": str(tmp_path / "var"),
+                "I2V_ENV_FILE": str(tmp_path / "none.env"),
+                name: f"redis://127.0.0.1:{port}/0",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode != 0
+    assert name in result.stderr and "does not answer" in result.stderr
+    assert "i2v is running" not in result.stdout
+
+
 def test_make_run_listens_where_port_says():
     result = subprocess.run(["make", "-n", "run", "PORT=8123"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "manage.py serve --bind 127.0.0.1:8123" in result.stdout
