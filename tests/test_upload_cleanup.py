@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db
 
 def stored_files(folder: str = "") -> list[str]:
     """Every file in the storage (each test has its own MEDIA_ROOT or bucket prefix)."""
-    folders, files = default_storage.listdir(folder) if default_storage.exists(folder) or not folder else ([], [])
+    if not default_storage.exists(folder):
+        return []
+    folders, files = default_storage.listdir(folder)
     found = [f"{folder}{name}" for name in files]
     for sub in folders:
         found += stored_files(f"{folder}{sub}/")
