@@ -8,6 +8,7 @@ a host name stops it with the variable's name instead of failing every request.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core import checks
 from django.core.cache import cache
 from django.core.files.storage import default_storage
 
@@ -35,3 +36,9 @@ def unreachable_services() -> list[str]:
                 f"(AWS_S3_ENDPOINT_URL={settings.AWS_S3_ENDPOINT_URL!r}): {exc}"
             )
     return problems
+
+
+def services_answer(app_configs=None, **kwargs) -> list[checks.Error]:
+    """``manage.py check --deploy``: the same look, for a machine that runs
+    gunicorn, qcluster or runsweeper on its own rather than ``serve``."""
+    return [checks.Error(problem, id="i2v.E001") for problem in unreachable_services()]

@@ -89,6 +89,27 @@ def test_serve_stops_at_once_naming_a_redis_that_does_not_answer(tmp_path, name)
     assert "i2v is running" not in result.stdout
 
 
+def test_check_deploy_names_a_redis_that_does_not_answer(tmp_path):
+    # What a machine running gunicorn, qcluster or runsweeper alone (no serve) can run first.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        result = subprocess.run(
+            [sys.executable, "manage.py", "check", "--deploy"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "I2V_VAR_DIR": str(tmp_path / "var"),
+                "I2V_ENV_FILE": str(tmp_path / "none.env"),
+                "CACHE_URL": f"redis://127.0.0.1:{closed.getsockname()[1]}/0",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode != 0
+    assert "i2v.E001" in result.stderr and "CACHE_URL does not answer" in result.stderr
+
+
 def test_make_run_listens_where_port_says():
     result = subprocess.run(["make", "-n", "run", "PORT=8123"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "manage.py serve --bind 127.0.0.1:8123" in result.stdout
