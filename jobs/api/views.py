@@ -252,6 +252,11 @@ class JobFile(APIView):
             404: OpenApiResponse(
                 s.ErrorOutput, description="No such completed job for you, or the signed link expired or was altered."
             ),
+            # A wrong key sent along counts against the address's budget, signed link or not.
+            429: OpenApiResponse(
+                s.ErrorOutput,
+                description="Too many wrong API keys from your address, or too many requests; see Retry-After.",
+            ),
         },
         examples=ex.JOBS_FILE,
     )
