@@ -84,6 +84,23 @@ def env_seconds_list(name: str, default: list[float]) -> list[float]:
     return values
 
 
+def require_module(name: str, module: str, what: str) -> None:
+    """Stop start-up, naming the variable, when what it configures cannot load.
+
+    Checked here rather than at first use: a cache backend whose client
+    library is missing was accepted at start and then failed every request.
+    """
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except (ImportError, ImproperlyConfigured) as exc:  # django-storages wraps a missing boto3 so
+        raise ImproperlyConfigured(
+            f"Environment variable {name}={os.environ.get(name)!r} needs {what}, "
+            f"but the Python package {module!r} cannot be imported ({exc}); install it or unset {name}"
+        ) from None
+
+
 def env_url(name: str, default: str) -> str:
     value = env_str(name, default)
     if value:
@@ -227,6 +244,36 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# S3-compatible storage (django-storages, under its own setting names): set the
+# bucket and uploads, videos and posters live there instead of MEDIA_ROOT.
+# Links to them are the storage's presigned URLs, handed out (as a redirect)
+# only after our own signed link and permissions are checked.
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME", "")
+if AWS_STORAGE_BUCKET_NAME:
+    require_module("AWS_STORAGE_BUCKET_NAME", "storages.backends.s3", "django-storages with boto3")
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
+    # Empty: AWS itself. For MinIO, moto, Ceph...: http(s)://host:port
+    AWS_S3_ENDPOINT_URL = env_url("AWS_S3_ENDPOINT_URL", "") or None
+    # Empty: boto3's own chain (instance role, ~/.aws, AWS_* variables).
+    AWS_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID", "") or None
+    AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY", "") or None
+    AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "") or None
+    AWS_S3_ADDRESSING_STYLE = env_str("AWS_S3_ADDRESSING_STYLE", "") or None
+    if AWS_S3_ADDRESSING_STYLE not in {None, "auto", "path", "virtual"}:
+        raise ImproperlyConfigured(
+            f"Environment variable AWS_S3_ADDRESSING_STYLE={AWS_S3_ADDRESSING_STYLE!r} is malformed: "
+            "expected path, virtual or auto"
+        )
+    AWS_S3_SIGNATURE_VERSION = "s3v4"
+    # A prefix inside the bucket, so several installs can share one.
+    AWS_LOCATION = env_str("AWS_LOCATION", "")
+    # Seconds a presigned URL works once one of our links redirected to it; a
+    # player keeps using it for its range requests while the video plays.
+    AWS_QUERYSTRING_EXPIRE = env_int("AWS_QUERYSTRING_EXPIRE", 3600, minimum=10)
+    AWS_QUERYSTRING_AUTH = True
+    AWS_DEFAULT_ACL = None  # private: nothing is readable without a presigned URL
+    # Never overwrite: a name taken gets a suffix, as on the local disk.
+    AWS_S3_FILE_OVERWRITE = False
 # Uploads larger than the image cap are refused before they are parsed.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
 # A base64 image is 4/3 of its bytes; the rest of a request is small.
@@ -275,6 +322,24 @@ Q_CLUSTER = {
     "poll": 0.2,
     "sync": env_bool("Q_SYNC", False),
 }
+# redis://host:port/db: django-q2's Redis broker; unset: its ORM broker on DATABASE_URL.
+# The Redis broker loses a task whose worker dies (acknowledging is a no-op);
+# the sweeper hands such a job over again after JOB_DISPATCH_GRACE.
+Q_BROKER_URL = env_str("Q_BROKER_URL", "")
+if Q_BROKER_URL:
+    if urlparse(Q_BROKER_URL).scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(
+            f"Environment variable Q_BROKER_URL={Q_BROKER_URL!r} is malformed: expected redis://host:port/db"
+        )
+    require_module("Q_BROKER_URL", "redis", "the Redis client")
+    from redis.connection import parse_url as _parse_redis_url
+
+    try:
+        _parse_redis_url(Q_BROKER_URL)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"Environment variable Q_BROKER_URL={Q_BROKER_URL!r} is malformed: {exc}") from None
+    del Q_CLUSTER["orm"]
+    Q_CLUSTER["redis"] = Q_BROKER_URL
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
     raise ImproperlyConfigured("Environment variable Q_RETRY must be larger than Q_TIMEOUT.")
 
@@ -306,7 +371,27 @@ def _cache_config() -> dict:
             f"Environment variable CACHE_URL={raw!r} is malformed: a local-memory cache is not shared "
             "between web processes; use filecache:///path, dbcache://table or a shared cache server"
         )
+    # The backend and its client library must load now, not at the first request.
+    from django.utils.module_loading import import_string
+
+    try:
+        import_string(config["BACKEND"])
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"Environment variable CACHE_URL={raw!r} names a cache backend that cannot load: {exc}"
+        ) from None
+    for suffix, module, what in _CACHE_CLIENTS:
+        if config["BACKEND"].endswith(suffix):
+            require_module("CACHE_URL", module, what)
     return config
+
+
+# Django imports these client libraries only when the cache is first used.
+_CACHE_CLIENTS = (
+    ("RedisCache", "redis", "the Redis client"),
+    ("PyMemcacheCache", "pymemcache", "the pymemcache client"),
+    ("PyLibMCCache", "pylibmc", "the pylibmc client"),
+)
 
 
 CACHES = {"default": _cache_config()}

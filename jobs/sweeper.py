@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -103,8 +104,23 @@ def sweep(now=None, handed: HandedOver | None = None) -> int:
     polls them all, concurrently); every other step is a task of its own.
     """
     now = now or timezone.now()
-    rows = list(due_jobs(now).values_list("pk", "status", "provider")[:BATCH])
-    return _hand_over(rows, now, handed, Q(next_poll_at__lte=now)) + sweep_deliveries(now)
+    with transaction.atomic():
+        rows = _take(due_jobs(now))
+        handed_over = _hand_over(rows, now, handed)
+    return handed_over + sweep_deliveries(now)
+
+
+def _take(jobs) -> list:
+    """Rows of ``jobs`` to hand over, locked until the caller's transaction ends.
+
+    Several sweepers may run at once: on PostgreSQL each skips the rows another
+    has locked, and once that one commits the rows are no longer due (their due
+    time moved), so no two sweepers hand over the same job. SQLite takes its
+    write lock when the transaction begins (``transaction_mode``), which
+    serialises sweeps outright.
+    """
+    locked = jobs.select_for_update(skip_locked=True, of=("self",))
+    return list(locked.values_list("pk", "status", "provider")[:BATCH])
 
 
 def sweep_deliveries(now=None) -> int:
@@ -114,14 +130,16 @@ def sweep_deliveries(now=None) -> int:
     return dispatch.dispatch(now)
 
 
-def _hand_over(rows: list, now: datetime, handed: HandedOver | None, still: Q) -> int:
+def _hand_over(rows: list, now: datetime, handed: HandedOver | None) -> int:
+    """Push the due time of ``rows`` (locked by ``_take``) and queue them; the
+    tasks are sent once the caller's transaction commits."""
     if not rows:
         return 0
     grace = now + timedelta(seconds=settings.JOB_DISPATCH_GRACE)
     # One UPDATE pushes the due time of every job handed over, so the next
-    # sweep does not hand them over again. Two sweepers racing may both hand a
-    # job over; its lease makes the second delivery a no-op.
-    Job.objects.filter(still, pk__in=[pk for pk, _, _ in rows]).update(next_poll_at=grace)
+    # sweep does not hand them over again. Should a message still arrive
+    # twice, the job's lease makes the second delivery a no-op.
+    Job.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(next_poll_at=grace)
     if handed is not None:
         handed.record(now, grace, [pk for pk, _, _ in rows])
     batched: list = []
@@ -160,10 +178,13 @@ def redispatch_lost(now=None, handed: HandedOver | None = None) -> int:
         .filter(lost)
         .order_by("next_poll_at")
     )
-    rows = list(candidates.values_list("pk", "status", "provider")[:BATCH])
-    if not rows or _queue_busy():
+    if not candidates.exists() or _queue_busy():
         return 0
-    count = _hand_over(rows, now, handed, Q(lease_until__isnull=True))
+    with transaction.atomic():
+        # Taken again under lock: another sweeper may have handed them over since.
+        count = _hand_over(_take(candidates), now, handed)
+    if not count:
+        return 0
     log.warning("handed over again %d job(s) whose queue message was lost (queue idle, jobs unclaimed)", count)
     return count
 

@@ -3,12 +3,17 @@ in-process (django-q2 sync mode) unless a test starts a real worker."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django_q.conf import Conf
 
 
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
+    if getattr(settings, "AWS_STORAGE_BUCKET_NAME", ""):
+        # One folder of the bucket per test, as MEDIA_ROOT is one per test.
+        settings.AWS_LOCATION = f"tests/{tmp_path.name}-{uuid.uuid4().hex[:8]}"
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.WORK_DIR = tmp_path / "work"
     settings.STORAGES = {
@@ -21,6 +26,24 @@ def _media_root(settings, tmp_path):
 def _fresh_request_budgets(settings, tmp_path):
     # Every test starts with full budgets (per user, and per address for wrong keys).
     settings.RATE_LIMIT_DIR = tmp_path / "ratelimit"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_cache(settings):
+    # A shared cache server (CACHE_URL=redis://...) keeps budgets between
+    # tests; its database is this suite's own, so it is emptied for each test.
+    if not settings.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
+        from django.core.cache import cache
+
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _follow_storage_redirects(monkeypatch):
+    from tests.storage_harness import follow_storage_redirects, storage_is_remote
+
+    if storage_is_remote():
+        follow_storage_redirects(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.processes import ROOT, database_url
+from tests.processes import ROOT, database_url, shared_files_env
 
 
 def free_port() -> int:
@@ -32,7 +32,7 @@ class LiveWeb:
             "DATABASE_URL": database_url(),
             "I2V_VAR_DIR": str(tmp_path / "var"),
             "I2V_ENV_FILE": str(tmp_path / "none.env"),
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            **shared_files_env(settings),
             "RATE_LIMIT_DIR": str(settings.RATE_LIMIT_DIR),
             "SECRET_KEY": settings.SECRET_KEY,
             "ALLOWED_HOSTS": "127.0.0.1",

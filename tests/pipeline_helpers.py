@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
 
 from jobs import pipeline
@@ -32,3 +35,16 @@ def run_until_final(job: Job, rounds: int = 8) -> Job:
         make_due(job)
         job = advance(job)
     return job
+
+
+def local_copy(field) -> Path:
+    """A stored file (``job.video``, an upload's image) as a file on this disk:
+    itself on local storage, a copy in the test's WORK_DIR on remote storage."""
+    try:
+        return Path(field.path)
+    except NotImplementedError:  # S3 and the like have no paths
+        target = Path(settings.WORK_DIR) / "copies" / field.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with field.storage.open(field.name, "rb") as source, target.open("wb") as out:
+            shutil.copyfileobj(source, out)
+        return target

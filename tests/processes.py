@@ -29,6 +29,35 @@ def database_url() -> str:
     return f"postgres://{user}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
+def shared_files_env(settings) -> dict[str, str]:
+    """What a child process needs to see this test's files: its MEDIA_ROOT, or
+    its folder of the bucket when storage is remote (the rest of the S3
+    settings come from the environment)."""
+    env = {"MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+    if getattr(settings, "AWS_STORAGE_BUCKET_NAME", ""):
+        env["AWS_LOCATION"] = settings.AWS_LOCATION
+    return env
+
+
+def shared_cache_url(settings) -> str:
+    """The test's cache as a CACHE_URL: its file cache folder, or the shared
+    cache server the suite runs with."""
+    cache = settings.CACHES["default"]
+    if cache["BACKEND"].endswith("FileBasedCache"):
+        return f"filecache://{cache['LOCATION']}"
+    return os.environ["CACHE_URL"]
+
+
+def empty_redis_broker() -> None:
+    """Tasks a previous test's cluster left in a Redis broker would reach this
+    test's workers (the ORM broker's queue is rolled back with the test's data)."""
+    if Conf.ORM:
+        return
+    from jobs.tasks import shared_broker
+
+    shared_broker().connection.flushdb()
+
+
 class Cluster:
     """qcluster + sweeper subprocesses sharing the test database and files."""
 
@@ -40,7 +69,7 @@ class Cluster:
             "DATABASE_URL": database_url(),
             "I2V_VAR_DIR": str(tmp_path / "var"),
             "I2V_ENV_FILE": str(tmp_path / "none.env"),
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            **shared_files_env(settings),
             "WORK_DIR": str(settings.WORK_DIR),
             "Q_WORKERS": "2",
             "Q_TIMEOUT": "15",
@@ -49,14 +78,22 @@ class Cluster:
             "Q_SYNC": "false",
             "SECRET_KEY": settings.SECRET_KEY,  # tasks are signed with it
             # The clusters' status records live in the cache; the test reads them too.
-            "CACHE_URL": f"filecache://{settings.CACHES['default']['LOCATION']}",
+            "CACHE_URL": shared_cache_url(settings),
             "WORKER_STALL_SECONDS": "6",
             **extra_env,
         }
         self.procs: dict[str, subprocess.Popen] = {}
         self.log = tmp_path / "cluster.log"
+        empty_redis_broker()
 
-    COMMANDS = {"worker": "qcluster", "runworker": "runworker", "sweeper": "runsweeper", "serve": "serve"}
+    # "sweeper2": a second sweeper beside the first, as on a second machine.
+    COMMANDS = {
+        "worker": "qcluster",
+        "runworker": "runworker",
+        "sweeper": "runsweeper",
+        "sweeper2": "runsweeper",
+        "serve": "serve",
+    }
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         command = self.COMMANDS[name]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.factories import photo_bytes
-from tests.processes import ROOT, database_url
+from tests.processes import ROOT, database_url, shared_files_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -23,7 +23,7 @@ def test_progress_bar_is_not_broken_up_by_log_lines(tmp_path, settings):
         "DATABASE_URL": database_url(),
         "I2V_VAR_DIR": str(tmp_path / "var"),
         "I2V_ENV_FILE": str(tmp_path / "none.env"),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        **shared_files_env(settings),
         "WORK_DIR": str(tmp_path / "work"),
         "LOG_LEVEL": "INFO",
     }

@@ -19,7 +19,7 @@ from jobs.api import idempotency
 from jobs.models import Job, Upload
 from tests.api_helpers import image_file, key_client
 from tests.factories import photo_bytes
-from tests.processes import database_url
+from tests.processes import database_url, shared_files_env
 
 pytestmark = pytest.mark.django_db
 
@@ -205,7 +205,7 @@ def crash_a_create(settings, tmp_path, api, when: str) -> None:
         "DATABASE_URL": database_url(),
         "I2V_VAR_DIR": str(tmp_path / "var"),
         "I2V_ENV_FILE": str(tmp_path / "none.env"),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        **shared_files_env(settings),
         "SECRET_KEY": settings.SECRET_KEY,
         "ALLOWED_HOSTS": "testserver",
         "IDEMPOTENCY_LEASE_SECONDS": str(settings.IDEMPOTENCY_LEASE_SECONDS),

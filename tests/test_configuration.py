@@ -81,3 +81,67 @@ def test_a_dotenv_file_is_read(tmp_path):
     result = boot(tmp_path, I2V_ENV_FILE=str(env_file))
     assert result.returncode != 0
     assert "MAX_CHECK_TIME" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "missing"),
+    [
+        ("CACHE_URL", "redis://127.0.0.1:6379/0", "redis"),
+        ("Q_BROKER_URL", "redis://127.0.0.1:6379/0", "redis"),
+        ("AWS_STORAGE_BUCKET_NAME", "i2v-media", "storages"),
+        ("AWS_STORAGE_BUCKET_NAME", "i2v-media", "boto3"),
+    ],
+)
+def test_a_backend_whose_package_is_missing_stops_start_up_naming_the_variable(tmp_path, name, value, missing):
+    # A package of that name that cannot be imported, first on the path: as if not installed.
+    # (CACHE_URL=redis://... was once accepted without the client, then every API call was a 500.)
+    shadow = tmp_path / "shadow" / missing
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(f"raise ImportError('No module named {missing}')\n")
+
+    result = boot(tmp_path, **{name: value, "PYTHONPATH": str(shadow.parent)})
+
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert name in last_line and "install" in last_line, last_line
+
+
+def test_the_scale_settings_configure_redis_and_s3(tmp_path):
+    code = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='i2v_site.settings'; django.setup();"
+        "from django.conf import settings as s;"
+        "print(s.Q_CLUSTER.get('redis'), 'orm' in s.Q_CLUSTER, s.CACHES['default']['BACKEND'],"
+        " s.STORAGES['default']['BACKEND'], s.AWS_S3_ENDPOINT_URL, s.AWS_S3_ADDRESSING_STYLE)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
+    env.update(
+        I2V_VAR_DIR=str(tmp_path),
+        I2V_ENV_FILE=str(tmp_path / "none.env"),
+        Q_BROKER_URL="redis://10.0.0.5:6379/1",
+        CACHE_URL="redis://10.0.0.5:6379/2",
+        AWS_STORAGE_BUCKET_NAME="i2v-media",
+        AWS_S3_ENDPOINT_URL="http://10.0.0.6:9000",
+        AWS_S3_ADDRESSING_STYLE="path",
+    )
+    # Nothing listens at those addresses: settings need no server, serve checks them.
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "redis://10.0.0.5:6379/1",
+        "False",
+        "django.core.cache.backends.redis.RedisCache",
+        "storages.backends.s3.S3Storage",
+        "http://10.0.0.6:9000",
+        "path",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("Q_BROKER_URL", "http://127.0.0.1:6379/0"), ("AWS_S3_ADDRESSING_STYLE", "sideways")],
+)
+def test_a_malformed_scale_setting_stops_start_up_naming_it(tmp_path, name, value):
+    extra = {"AWS_STORAGE_BUCKET_NAME": "i2v-media"} if name.startswith("AWS_") else {}
+    result = boot(tmp_path, **{name: value, **extra})
+    assert result.returncode != 0
+    assert name in result.stderr.strip().splitlines()[-1]

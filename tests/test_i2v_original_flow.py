@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from jobs import media
@@ -101,7 +102,7 @@ def test_clip_writes_the_prompt_pika_makes_the_video_and_the_callback_links_to_i
     # Anyone can download the video from the callback's link, and it plays.
     video = Client().get(url.removeprefix("http://testserver"))
     assert video.status_code == 200
-    path = Path(job.upload.normalized.path).with_name("from-callback.mp4")
+    path = Path(settings.WORK_DIR) / "from-callback.mp4"
     path.write_bytes(b"".join(video.streaming_content))
     assert media.probe_video(path).codec == "h264"
 

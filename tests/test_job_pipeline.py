@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -13,6 +12,7 @@ from jobs.models import Job
 from jobs.sweeper import sweep
 from tests.factories import UserFactory, make_job
 from tests.fakes.fixtures import stability_server_fixture  # noqa: F401
+from tests.pipeline_helpers import local_copy
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +47,7 @@ def test_stability_job_goes_from_queued_to_completed_with_a_timeline(stability_s
     assert job.status == Job.COMPLETED
     assert statuses(job) == ["queued", "preparing", "submitted", "running", "finalizing", "completed"]
     assert job.seed_used == 7 and job.finish_reason == "SUCCESS"
-    info = media.probe_video(Path(job.video.path))
+    info = media.probe_video(local_copy(job.video))
     assert info.codec == "h264" and info.frames >= 14
     assert job.video_frames == info.frames and job.poster
     assert job.expires_at > timezone.now() + timedelta(hours=23)
@@ -145,7 +145,7 @@ def test_truncated_result_is_fetched_again_and_completes(stability_server):
     make_due(job)
     job = advance(job)
     assert job.status == Job.COMPLETED
-    assert media.probe_video(Path(job.video.path)).frames >= 14
+    assert media.probe_video(local_copy(job.video)).frames >= 14
 
 
 def test_never_finishing_job_fails_at_max_check_time(stability_server, settings):

@@ -27,6 +27,7 @@ from providers.local import LocalProvider
 from providers.params import COMMON, Param, ParamError
 from tests.api_helpers import image_file, key_client
 from tests.factories import UserFactory, make_job, photo_bytes
+from tests.pipeline_helpers import local_copy
 
 
 def decoded(path) -> tuple[int, float, float]:
@@ -46,7 +47,7 @@ def test_a_job_renders_the_duration_and_frame_rate_it_was_given():
     job.refresh_from_db()
     assert job.status == Job.COMPLETED, job.error_detail
     assert job.extra_params == {"duration": 2.5, "fps": 30}
-    frames, rate, seconds = decoded(job.video.path)
+    frames, rate, seconds = decoded(local_copy(job.video))
     assert (frames, rate) == (75, 30.0)
     assert seconds == pytest.approx(2.5, abs=0.05)
 
@@ -59,7 +60,7 @@ def test_a_job_without_them_is_a_five_second_clip_at_24_fps():
 
     job.refresh_from_db()
     assert job.extra_params == {"duration": 5.0, "fps": 24}
-    frames, rate, seconds = decoded(job.video.path)
+    frames, rate, seconds = decoded(local_copy(job.video))
     assert (frames, rate) == (120, 24.0)
     assert seconds == pytest.approx(5.0, abs=0.05)
 

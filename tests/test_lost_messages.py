@@ -12,23 +12,32 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from django_q.conf import Conf
-from django_q.models import OrmQ
 
 from jobs.models import Job
 from jobs.sweeper import LOST_AFTER, HandedOver, redispatch_lost, sweep
+from jobs.tasks import shared_broker
 from tests.factories import UserFactory, make_job
-from tests.processes import wait_for
+from tests.processes import empty_redis_broker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def real_queue(monkeypatch, settings, tmp_path):
-    monkeypatch.setattr(Conf, "SYNC", False)  # messages go to the ORM broker's table
+    monkeypatch.setattr(Conf, "SYNC", False)  # messages go to the broker (the ORM's table, or Redis)
+    empty_redis_broker()
     # No cluster's status record but this test's own (none).
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(tmp_path)}
     }
+
+
+def messages_waiting() -> int:
+    return shared_broker().queue_size()
+
+
+def lose_every_message() -> None:
+    shared_broker().purge_queue()
 
 
 def later(seconds: float):
@@ -40,7 +49,7 @@ def test_a_new_job_without_a_message_is_handed_over_once_the_queue_is_idle(real_
 
     assert redispatch_lost(timezone.now()) == 0  # just created: its message may be on its way
     assert redispatch_lost(later(LOST_AFTER.total_seconds() + 1)) == 1
-    assert OrmQ.objects.count() == 1
+    assert messages_waiting() == 1
     job.refresh_from_db()
     assert job.status == Job.QUEUED and job.lease_until is None
 
@@ -50,7 +59,7 @@ def test_nothing_is_handed_over_again_while_a_message_waits_in_the_queue(real_qu
     make_job(enqueue=True)  # its message is in the broker, not yet taken
 
     assert redispatch_lost(later(LOST_AFTER.total_seconds() + 1)) == 0
-    assert OrmQ.objects.count() == 1
+    assert messages_waiting() == 1
 
 
 def test_a_job_the_sweeper_handed_over_is_handed_over_again_when_its_message_is_lost(real_queue):
@@ -58,11 +67,11 @@ def test_a_job_the_sweeper_handed_over_is_handed_over_again_when_its_message_is_
     Job.objects.filter(pk=job.pk).update(status=Job.RUNNING, next_poll_at=timezone.now(), attempts=1)
     handed = HandedOver()
     assert sweep(handed=handed) == 1
-    OrmQ.objects.all().delete()  # the message is lost (a worker failed it while the database was down)
+    lose_every_message()  # the message is lost (a worker failed it while the database was down)
 
     assert redispatch_lost(later(1), handed) == 0  # too early to tell
     assert redispatch_lost(later(LOST_AFTER.total_seconds() + 1), handed) == 1
-    assert OrmQ.objects.count() == 1
+    assert messages_waiting() == 1
 
 
 def test_a_job_claimed_since_it_was_handed_over_is_left_alone(real_queue):
@@ -70,7 +79,7 @@ def test_a_job_claimed_since_it_was_handed_over_is_left_alone(real_queue):
     Job.objects.filter(pk=job.pk).update(status=Job.RUNNING, next_poll_at=timezone.now(), attempts=1)
     handed = HandedOver()
     sweep(handed=handed)
-    OrmQ.objects.all().delete()
+    lose_every_message()
     # A worker took it and now waits on the provider: a new due time, no lease.
     Job.objects.filter(pk=job.pk).update(next_poll_at=later(20))
 

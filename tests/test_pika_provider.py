@@ -16,7 +16,7 @@ from providers.pika import PikaProvider, pika_options
 from tests.api_helpers import key_client
 from tests.factories import UserFactory, make_job, make_upload, photo_bytes
 from tests.fakes.fixtures import pika_server_fixture  # noqa: F401 (the pika_server fixture)
-from tests.pipeline_helpers import advance, run_until_final
+from tests.pipeline_helpers import advance, local_copy, run_until_final
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +47,7 @@ def test_a_job_made_from_an_image_url_goes_through_pika_to_a_playable_video(pika
     job = run_until_final(job)
 
     assert job.status == Job.COMPLETED and job.finish_reason == "SUCCESS"
-    info = media.probe_video(Path(job.video.path))
+    info = media.probe_video(local_copy(job.video))
     assert info.codec == "h264" and info.frames >= 14
     [sent] = pika_server.submits
     assert sent.headers["authorization"] == "Bearer pika-test-token"

@@ -4,14 +4,13 @@ again, and neither stage starts a second prediction."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from jobs import media
 from jobs.models import Job
 from tests.factories import UserFactory, make_job
 from tests.fakes.replicate_server import FakeReplicateServer
+from tests.pipeline_helpers import local_copy
 from tests.processes import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -47,4 +46,4 @@ def test_a_worker_killed_while_describing_and_while_generating_resumes_without_a
         assert job.status == Job.COMPLETED, job.error_detail
         assert len(fake.created("clip")) == 1 and len(fake.created("wan")) == 1
         assert job.prompt_source == Job.PROMPT_CLIP and fake.created("wan")[0].input["prompt"] == job.prompt
-        assert media.probe_video(Path(job.video.path)).frames >= 14
+        assert media.probe_video(local_copy(job.video)).frames >= 14

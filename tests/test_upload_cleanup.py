@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
+from django.core.files.storage import default_storage
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,9 +18,15 @@ from tests.factories import UserFactory, make_job, make_upload
 pytestmark = pytest.mark.django_db
 
 
-def stored_files() -> list[Path]:
-    root = Path(settings.MEDIA_ROOT)
-    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
+def stored_files(folder: str = "") -> list[str]:
+    """Every file in the storage (each test has its own MEDIA_ROOT or bucket prefix)."""
+    if not default_storage.exists(folder):
+        return []
+    folders, files = default_storage.listdir(folder)
+    found = [f"{folder}{name}" for name in files]
+    for sub in folders:
+        found += stored_files(f"{folder}{sub}/")
+    return found
 
 
 def test_a_start_refused_for_credits_after_the_image_was_read_keeps_nothing():
@@ -51,10 +56,10 @@ def test_an_upload_that_never_got_a_job_is_deleted_with_its_files_after_an_hour(
     fresh = make_upload(user)
     used = make_job(user).upload
     Upload.objects.filter(pk=used.pk).update(created_at=timezone.now() - timedelta(hours=2))
-    orphan_files = [Path(orphan.original.path), Path(orphan.normalized.path)]
+    orphan_files = [orphan.original, orphan.normalized]
 
     assert discard_orphan_uploads() == 1
 
     assert set(Upload.objects.values_list("pk", flat=True)) == {fresh.pk, used.pk}
-    assert not any(path.exists() for path in orphan_files)
-    assert Path(fresh.original.path).exists() and Path(used.normalized.path).exists()
+    assert not any(default_storage.exists(field.name) for field in orphan_files)
+    assert default_storage.exists(fresh.original.name) and default_storage.exists(used.normalized.name)

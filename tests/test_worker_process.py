@@ -6,14 +6,13 @@ killed mid-job and started again, and the job must complete exactly once.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from jobs import media
 from jobs.models import Job
 from tests.factories import UserFactory, make_job
 from tests.fakes.stability_server import FakeStabilityServer
+from tests.pipeline_helpers import local_copy
 from tests.processes import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -42,7 +41,7 @@ def test_local_job_killed_mid_render_completes_once_after_restart(cluster_factor
     assert job.status == Job.COMPLETED, job.error_message
     assert transitions_into(job, Job.COMPLETED) == 1
     assert transitions_into(job, Job.SUBMITTED) == 1
-    info = media.probe_video(Path(job.video.path))
+    info = media.probe_video(local_copy(job.video))
     assert info.codec == "h264" and info.frames == 600
 
 
@@ -67,4 +66,4 @@ def test_stability_job_killed_after_submit_is_not_submitted_twice(cluster_factor
         assert len(fake.submits) == 1
         assert fake.floor_violations == 0
         assert transitions_into(job, Job.COMPLETED) == 1
-        assert media.probe_video(Path(job.video.path)).frames >= 14
+        assert media.probe_video(local_copy(job.video)).frames >= 14

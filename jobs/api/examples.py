@@ -361,7 +361,7 @@ JOBS_RETRY = operation(
 )
 
 # The file itself has no literal example: its answers' descriptions say what comes back.
-JOBS_FILE = [error("Expired or tampered link", 404, "not_found", "Not found.")]
+JOBS_FILE = [error("Expired or tampered link", 404, "not_found", "Not found."), THROTTLED]
 
 # --- providers, credits and keys -------------------------------------------------------------
 

@@ -258,7 +258,9 @@ class JobFile(APIView):
         summary="Download a job's video or poster (supports Range)",
         description="The MP4 (`kind=video`) or its first frame as a JPEG (`kind=poster`) of a completed job. "
         "With your key, or with no key at all through the signed `video.url` / `video.poster_url` of the job, "
-        "so a `<video>` or `<img>` tag can load it. Send `Range: bytes=…` to seek: the answer is then 206.",
+        "so a `<video>` or `<img>` tag can load it. Send `Range: bytes=…` to seek: the answer is then 206. "
+        "Where the install keeps its files in S3-compatible storage, the answer is a 302 to a presigned, "
+        "expiring URL of the storage, which serves the bytes and the ranges (browsers and `curl -L` follow it).",
         parameters=[
             OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=["video", "poster"]),
             OpenApiParameter("token", str, description="From the job's signed video/poster URL."),
@@ -271,6 +273,11 @@ class JobFile(APIView):
             (206, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description=FILE_206),
             404: OpenApiResponse(
                 s.ErrorOutput, description="No such completed job for you, or the signed link expired or was altered."
+            ),
+            # A wrong key sent along counts against the address's budget, signed link or not.
+            429: OpenApiResponse(
+                s.ErrorOutput,
+                description="Too many wrong API keys from your address, or too many requests; see Retry-After.",
             ),
         },
         examples=ex.JOBS_FILE,

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.lifelines import start_child, stop_tree
+from jobs.service_checks import unreachable_services
 
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 # A component that ran this long before exiting starts again at once.
@@ -51,6 +52,9 @@ class Command(BaseCommand):
     def handle(self, *args, bind: str, web_workers: int, dev: bool, **options):
         host, port = _parse_bind(bind)
         _check_port_free(host, port)
+        problems = unreachable_services()
+        if problems:
+            raise CommandError("\n".join(problems))
         run_dir = settings.VAR_DIR / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
