@@ -236,8 +236,17 @@ class ReplicateProvider(Provider):
     min_poll_interval = _FromSettings(lambda: float(settings.REPLICATE_POLL_INTERVAL))  # type: ignore[assignment]
 
     @classmethod
-    def is_enabled(cls) -> bool:
-        return bool(settings.REPLICATE_API_TOKEN) and configured_model()[1] is not None
+    def unavailable_reason(cls) -> str:
+        # is_enabled() follows from this, so the pages, the providers listing and
+        # job creation agree on whether Replicate can be chosen.
+        if not settings.REPLICATE_API_TOKEN:
+            return "Replicate is not configured here: an operator must set REPLICATE_API_TOKEN."
+        if configured_model()[1] is None:
+            return (
+                f"REPLICATE_VIDEO_MODEL ({settings.REPLICATE_VIDEO_MODEL}) is not a model this server can drive; "
+                f"an operator must choose one of {', '.join(MODELS)}."
+            )
+        return ""
 
     def submit(self, request: GenerationRequest) -> str:
         name, model = configured_model()

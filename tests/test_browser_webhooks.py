@@ -29,6 +29,12 @@ def test_add_an_endpoint_see_the_secret_once_then_a_delivery_with_its_attempts(p
         page.get_by_role("link", name="Webhooks").click()
         expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
 
+        # The URL field is as wide as the description (it once kept the browser's narrow default).
+        url_box, description_box = (
+            page.get_by_label("URL").bounding_box(),
+            page.get_by_label("Description").bounding_box(),
+        )
+        assert url_box["width"] == description_box["width"]
         page.get_by_label("URL").fill(f"{receiver.base_url}/hooks")
         page.get_by_label("Description").fill("Order service")
         page.get_by_role("button", name="Add endpoint").click()

@@ -66,3 +66,23 @@ def test_the_dashboard_shows_the_missing_token(client, settings):
     client.force_login(UserFactory())
     html = client.get(reverse("home")).content.decode()
     assert "an operator must set PIKAPI_BEARER_TOKEN" in html
+
+
+def test_without_a_token_replicate_is_unavailable_on_the_page_and_in_the_listing(settings, client):
+    settings.REPLICATE_API_TOKEN = ""
+    replicate = listed("replicate")
+    assert replicate["available"] is False
+    assert replicate["unavailable_reason"] == (
+        "Replicate is not configured here: an operator must set REPLICATE_API_TOKEN."
+    )
+    client.force_login(UserFactory())
+    page = client.get(reverse("home")).content.decode()
+    assert "an operator must set REPLICATE_API_TOKEN" in page
+
+
+def test_replicate_with_a_model_it_cannot_drive_says_which_setting_to_change(settings):
+    settings.REPLICATE_API_TOKEN = "r8_test"
+    settings.REPLICATE_VIDEO_MODEL = "someone/some-model"
+    replicate = listed("replicate")
+    assert replicate["available"] is False
+    assert replicate["unavailable_reason"].startswith("REPLICATE_VIDEO_MODEL (someone/some-model) is not a model")
