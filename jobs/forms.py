@@ -32,6 +32,7 @@ class ProviderOption:
     accepts_tail_image: bool = False
     unavailable_reason: str = ""  # why it cannot be chosen here ("" when it can)
     model_costs: dict[str, int] | None = None  # each model's cost, when they differ
+    takes: tuple[str, ...] = ()  # every parameter it declares, the common ones included
 
     @property
     def cost_label(self) -> str:
@@ -57,6 +58,7 @@ class ProviderOption:
             "needs_prompt": self.needs_prompt,
             "accepts_tail_image": self.accepts_tail_image,
             "parameters": [control_data(param) for param in self.parameters],
+            "takes": list(self.takes),
         }
 
 
@@ -145,6 +147,7 @@ def provider_options() -> list[ProviderOption]:
                 models=tuple(cls.models),
                 needs_prompt=cls.needs_prompt,
                 parameters=specific(cls.parameters),
+                takes=tuple(param.name for param in cls.parameters),
                 accepts_tail_image=cls.accepts_tail_image,
                 unavailable_reason=reason,
             )
@@ -231,9 +234,7 @@ class CreateJobForm(ProviderParameterFields):
     prompt = forms.CharField(
         required=False, max_length=2000, help_text="What should happen in the video. Leave blank to have one written."
     )
-    negative_prompt = forms.CharField(
-        required=False, max_length=2000, help_text="What to avoid. Leave blank to have one written."
-    )
+    negative_prompt = forms.CharField(required=False, max_length=2000, help_text="What to avoid (optional).")
     # "Run again with changes": the id of the user's job whose photo is used
     # again when no new file is chosen (the view checks it is theirs).
     photo_from = forms.UUIDField(required=False, widget=forms.HiddenInput)

@@ -108,6 +108,8 @@ def _render_create(
     selected = next((o for o in options if o.name == chosen), options[0])
     context = {
         "selected": selected,
+        # Which common sliders the chosen provider takes (the page script keeps this in step).
+        "selected_takes": dict.fromkeys(selected.takes, True),
         "selected_cost_label": selected.cost_label_for(form["model"].value()),
         "form": form,
         "image_error": image_error,

@@ -27,6 +27,13 @@ def test_pipelets_models_show_their_costs_and_its_controls_reach_the_job(
     expect(page.locator("#provider-pipelet-facts")).to_contain_text("10–25 credits by model")
 
     page.locator("#id_provider_pipelet").check()
+    # Pipelet takes neither common slider: they are not offered while it is chosen.
+    expect(page.locator("#id_motion_bucket_id")).to_be_hidden()
+    expect(page.locator("#id_cfg_scale")).to_be_hidden()
+    page.locator("#id_provider_local").check()
+    expect(page.locator("#id_motion_bucket_id")).to_be_visible()
+    expect(page.locator("#id_cfg_scale")).to_be_visible()
+    page.locator("#id_provider_pipelet").check()
     expect(page.locator("#cost-now")).to_have_text("10 credits")
     page.locator("#id_model").select_option("wan22-fast-i2v-pro")
     expect(page.locator("#cost-now")).to_have_text("25 credits")

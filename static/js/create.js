@@ -88,6 +88,12 @@
   function setParameters(p) {
     var own = {};
     (p.parameters || []).forEach(function (param) { own[param.name] = param; });
+    // The common sliders only for a provider that takes them (Pipelet takes neither):
+    // a control that changes nothing would mislead. Hidden, they still send their value.
+    var takes = p.takes || [];
+    Array.prototype.forEach.call(form.querySelectorAll("[data-common]"), function (box) {
+      box.hidden = takes.indexOf(box.dataset.common) < 0;
+    });
     Array.prototype.forEach.call(form.querySelectorAll(".provider-param"), function (box) {
       var param = own[box.dataset.param];
       if (param) fitControl(box, param);
