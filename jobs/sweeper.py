@@ -56,6 +56,30 @@ def due_jobs(now=None):
     )
 
 
+# The shortest sleep between sweeps: a job due "now" is handed over by this sweep.
+MIN_PAUSE = 0.01
+
+
+def pause_before_next_sweep(now=None) -> float:
+    """How long the sweeper may sleep: ``SWEEP_INTERVAL``, or less when a job
+    falls due sooner, so a poll goes out at its floor rather than up to a whole
+    interval after it (the latency a provider's poll floor already costs is
+    enough). Jobs already due are leased or were just handed over; the
+    interval covers them."""
+    now = now or timezone.now()
+    upcoming = (
+        Job.objects.exclude(status__in=Job.FINAL_STATES)
+        .filter(next_poll_at__gt=now)
+        .order_by("next_poll_at")
+        .values_list("next_poll_at", flat=True)
+        .first()
+    )
+    pause = settings.SWEEP_INTERVAL
+    if upcoming is not None:
+        pause = min(pause, max((upcoming - now).total_seconds(), MIN_PAUSE))
+    return pause
+
+
 @dataclass
 class _Batch:
     at: datetime

@@ -18,6 +18,7 @@ from jobs.sweeper import (
     discard_orphan_uploads,
     expire_results,
     expire_unstarted,
+    pause_before_next_sweep,
     redispatch_lost,
     sweep,
 )
@@ -71,4 +72,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"dispatched {dispatched} job(s)")
             if once or stopping.is_set():
                 return
-            stopping.wait(settings.SWEEP_INTERVAL)
+            try:
+                pause = pause_before_next_sweep()
+            except DatabaseError:
+                pause = settings.SWEEP_INTERVAL  # the next sweep reports the outage
+            stopping.wait(pause)
