@@ -48,7 +48,7 @@ def test_jobs_already_due_or_finished_do_not_make_the_sweeper_spin(settings):
     assert pause_before_next_sweep() == 1.0
 
 
-def test_the_pause_never_drops_to_zero(settings):
+def test_polls_due_close_together_wait_for_one_sweep_to_go_out_as_a_batch(settings):
     settings.SWEEP_INTERVAL = 1.0
     now = timezone.now()
     due_in(0.0001, now)
