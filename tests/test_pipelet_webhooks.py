@@ -24,6 +24,8 @@ from jobs import ledger, media, pipeline
 from jobs.actions import cancel_job
 from jobs.models import Job, LedgerEntry
 from jobs.provider_hooks import links
+from jobs.provider_hooks.look import look_now
+from providers.pipelet import PipeletProvider
 from tests.factories import UserFactory, make_job
 from tests.fakes.fixtures import pipelet_server_fixture  # noqa: F401 (the pipelet_server fixture)
 from tests.fakes.pipelet_server import padded_mp4
@@ -203,6 +205,26 @@ def test_a_forged_post_with_a_wrong_token_is_404_and_changes_nothing(fake, clien
 
     assert snapshot(job) == before and polls_at_fake(fake, job) == 0
     assert not LedgerEntry.objects.filter(job=job, kind=LedgerEntry.CAPTURE).exists()
+
+
+def test_a_webhook_that_lands_while_our_create_is_answered_makes_the_job_due_at_once(fake, monkeypatch):
+    real_submit = PipeletProvider.submit
+
+    def submit_and_hear_back(self, request):
+        handle = real_submit(self, request)
+        fake.finish(handle.partition(":")[2])  # Pipelet ends it at once and calls...
+        assert look_now(request.job_id) is True  # ...before we have stored its id
+        return handle
+
+    monkeypatch.setattr(PipeletProvider, "submit", submit_and_hear_back)
+    job = make_job(UserFactory(), provider="pipelet", prompt="waves at dusk")
+    pipeline.advance(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.SUBMITTED and job.next_poll_at <= timezone.now()  # due now, not in 600 s
+
+    pipeline.advance(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.COMPLETED and polls_at_fake(fake, job) == 1
 
 
 def test_a_cancelled_job_sends_cancelled_and_its_webhook_is_a_no_op(fake, client, run_on_commit):

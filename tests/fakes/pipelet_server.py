@@ -120,6 +120,9 @@ class PipeletScript:
     video: bytes | None = None
     send_webhooks: bool = True
     finish_after_seconds: float | None = None
+    # With finish_after_seconds = 0: the job's webhooks are delivered before its
+    # create is answered (a worker that takes and ends it at once).
+    hooks_before_answer: bool = False
     failures: list[tuple[int | str, str, float | None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -203,7 +206,11 @@ class FakePipeletServer(LoopbackServer):
         with self._lock:
             events = self._move(job, "IN_PROGRESS")
             job.polls = len(self.script.queue_positions) + 1  # its status shows progress
-        self._send_hooks(job, events)
+            if self.script.hooks_before_answer and self.script.outcome != "never":
+                events += self._move(job, self.script.outcome)
+        self._send_hooks(job, events, wait=self.script.hooks_before_answer)
+        if self.script.hooks_before_answer:
+            return
         timer = threading.Timer(self.script.finish_after_seconds or 0.0, self.finish, args=(job.id,))
         timer.daemon = True
         self._timers.append(timer)
@@ -268,13 +275,17 @@ class FakePipeletServer(LoopbackServer):
             return {"video": {"data_uri": link, "data_url": link}}
         return {"video": {"data_uri": base64.b64encode(self.video_for(job)).decode("ascii")}}
 
-    def _send_hooks(self, job: PipeletJob, events: list[str], *, state: str | None = None) -> list[SentHook]:
+    def _send_hooks(
+        self, job: PipeletJob, events: list[str], *, state: str | None = None, wait: bool = False
+    ) -> list[SentHook]:
         if not job.webhook_url:
             return []
         sent = [SentHook(job.id, event, job.webhook_url, self.hook_body(job, event, state=state)) for event in events]
         with self._lock:
             self.webhooks_sent += sent
-        if self.script.send_webhooks and sent:
+        if self.script.send_webhooks and sent and wait:
+            self._deliver(sent)
+        elif self.script.send_webhooks and sent:
             # In order, in the background, once each: Pipelet does not retry.
             threading.Thread(target=self._deliver, args=(sent,), daemon=True).start()
         return sent
