@@ -7,7 +7,7 @@ PORT ?= 8000
 BIND ?= 127.0.0.1:$(PORT)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks bench-hooks clean
+.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks bench-hooks bench-hooks-pipelet clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ bench-webhooks: setup
 
 bench-hooks: setup
 	$(PY) bench/bench_provider_webhooks.py
+
+bench-hooks-pipelet: setup
+	$(PY) bench/bench_provider_webhooks.py --provider pipelet
 
 clean:
 	rm -rf $(VENV) var

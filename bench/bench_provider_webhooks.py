@@ -3,6 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python bench/bench_provider_webhooks.py [--jobs 200] [--floor 2] [--spread 20]
+    .venv/bin/python bench/bench_provider_webhooks.py --provider pipelet   # make bench-hooks-pipelet
 
 Everything runs on 127.0.0.1 in a throwaway directory (its own SQLite file,
 media and scratch folders). In this process: an image host, the fake Replicate
@@ -21,6 +22,13 @@ webhook the moment it finishes. Phase P: the same, with the fake sending no
 webhooks: polling alone. Same processes, same settings, one after the other.
 Per job: provider finish -> job ``completed`` (its timeline row) and ->
 the callback's arrival at the receiver.
+
+With ``--provider pipelet`` the provider is the fake Pipelet instead (Wan 2.2
+fast, ``I2V_COMPAT_PROVIDER=pipelet`` with a ``DEFAULT_PROMPT``,
+``PIPELET_POLL_INTERVAL`` = ``--floor``): each job is taken by a worker at once
+(its unsigned ``acquired`` webhook) and finishes by the clock (``completed``,
+the base64 video merged in), posted to ``/hooks/pipelet/<token>`` once each,
+never retried; phase P sends none.
 
 Bounded: each phase gives up after ``--deadline`` s. Logs in bench/out/.
 A default run takes about four to five minutes on 2 cores.
@@ -87,6 +95,69 @@ def clocked_replicate(wait):
     return ClockedReplicate
 
 
+def clocked_pipelet(wait):
+    """The fake Pipelet, each job taken at once and finishing ``wait(index)`` s after its creation."""
+    from tests.fakes.pipelet_server import FakePipeletServer
+
+    class ClockedPipelet(FakePipeletServer):
+        def __init__(self, token: str) -> None:
+            super().__init__(token)
+            self.script.finish_after_seconds = 0.0  # by the clock: polls change nothing
+            self.finished_at: dict[str, float] = {}
+            self.created_count = 0
+
+        def started(self, job) -> None:
+            with self._lock:
+                index = self.created_count
+                self.created_count += 1
+                events = self._move(job, "IN_PROGRESS")
+                job.polls = len(self.script.queue_positions) + 1
+            self._send_hooks(job, events)
+            timer = threading.Timer(wait(index), self.finish, args=(job.id,))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
+
+        def finish(self, request_id: str) -> None:
+            self.finished_at[request_id] = time.time()
+            super().finish(request_id)
+
+    return ClockedPipelet
+
+
+class Provider:
+    """What the bench reads from either fake, keyed by our ``provider_job_id``."""
+
+    def __init__(self, name: str, fake) -> None:
+        self.name, self.fake = name, fake
+
+    def key(self, provider_job_id: str) -> str:
+        return provider_job_id.partition(":")[2] if self.name == "pipelet" else provider_job_id
+
+    def finished(self, provider_job_id: str) -> float | None:
+        return self.fake.finished_at.get(self.key(provider_job_id))
+
+    def reads(self, provider_job_id: str) -> int:
+        if self.name == "pipelet":
+            return len([r for r in self.fake.polls if f"/requests/{self.key(provider_job_id)}/" in r.path])
+        return len(self.fake.calls("GET", f"/v1/predictions/{provider_job_id}"))
+
+    def hooks(self, provider_job_ids: set[str]) -> list[tuple[str, str, int | str | None, float]]:
+        """(provider_job_id, event, answer, when) of each webhook sent about these jobs."""
+        if self.name == "pipelet":
+            model = next(iter(provider_job_ids), ":").partition(":")[0]
+            sent = [(f"{model}:{h.job_id}", h.event, h.status, h.at) for h in self.fake.webhooks_sent]
+        else:
+            sent = [(s.prediction_id, "completed", s.status, s.at) for s in self.fake.webhooks_sent]
+        return [row for row in sent if row[0] in provider_job_ids]
+
+    def creates(self) -> int:
+        return len(self.fake.creates) if self.name == "pipelet" else len(self.fake.calls("POST", "/v1/"))
+
+    def send_webhooks(self, on: bool) -> None:
+        self.fake.script.send_webhooks = on
+
+
 def start_gunicorn(port: int, log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "gunicorn", "i2v_site.wsgi", "--bind", f"127.0.0.1:{port}"]
     handle = log.open("a")
@@ -126,8 +197,9 @@ def free_port() -> int:
 
 
 OPTIONS = [
+    ("--provider", str, "replicate", "replicate (signed webhooks) or pipelet (unsigned, token URL)"),
     ("--jobs", int, 200, "jobs per phase (default 200)"),
-    ("--floor", float, 2.0, "REPLICATE_POLL_INTERVAL, the poll floor, in seconds (default 2)"),
+    ("--floor", float, 2.0, "REPLICATE_/PIPELET_POLL_INTERVAL, the poll floor, in seconds (default 2)"),
     ("--min-wait", float, 10.0, "a prediction finishes at least this many s after its creation (default 10)"),
     ("--spread", float, 100.0, "plus up to this many s (default 100): about two finishes a second"),
     ("--workers", int, 2, "Q_WORKERS of the cluster (default 2)"),
@@ -153,6 +225,8 @@ def stats(values: list[float]) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1 or args.floor <= 0 or args.spread < 0 or args.min_wait < 0:
         raise SystemExit("--jobs >= 1, --floor > 0, --spread and --min-wait >= 0")
+    if args.provider not in ("replicate", "pipelet"):
+        raise SystemExit("--provider is replicate or pipelet")
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="i2v-bench-hooks-"))
     n = args.jobs
@@ -172,26 +246,44 @@ def run(args: argparse.Namespace) -> int:
         Image.new("RGB", (1024, 576), (40, 90, 200)).save(png, "PNG")
         images = ImageServer(png.getvalue()).__enter__()
         stack.append(lambda: images.__exit__(None, None, None))
-        replicate = clocked_replicate(lambda i: waits[i % len(waits)])("r8_bench" + secrets.token_hex(6)).__enter__()
-        stack.append(lambda: replicate.__exit__(None, None, None))
+        clocked = clocked_pipelet if args.provider == "pipelet" else clocked_replicate
+        fake = clocked(lambda i: waits[i % len(waits)])("bench" + secrets.token_hex(6)).__enter__()
+        stack.append(lambda: fake.__exit__(None, None, None))
+        provider = Provider(args.provider, fake)
         receiver = TimedReceiver().start()
         stack.append(receiver.stop)
         port = free_port()
         web_url = f"http://127.0.0.1:{port}"
 
         configure_environment(tmp, args.floor, args.workers, "sk-unused-" + secrets.token_hex(4))
+        if args.provider == "pipelet":
+            os.environ.update(
+                {
+                    "PIPELET_BASE_URL": fake.base_url,
+                    "PIPELET_API_KEY": fake.token,
+                    "PIPELET_POLL_INTERVAL": f"{args.floor:g}",
+                    "PIPELET_OUTPUT": "base64",
+                    "DEFAULT_PROMPT": "the camera drifts slowly forward",
+                    "REPLICATE_API_TOKEN": "",  # no CLIP stage: the default prompt
+                }
+            )
+        else:
+            os.environ.update(
+                {
+                    "REPLICATE_BASE_URL": fake.base_url,
+                    "REPLICATE_API_TOKEN": fake.token,
+                    "REPLICATE_POLL_INTERVAL": f"{args.floor:g}",
+                    "REPLICATE_VIDEO_MODEL": SVD,
+                }
+            )
         os.environ.update(
             {
                 "PUBLIC_BASE_URL": web_url,
-                "REPLICATE_BASE_URL": replicate.base_url,
-                "REPLICATE_API_TOKEN": replicate.token,
-                "REPLICATE_POLL_INTERVAL": f"{args.floor:g}",
-                "REPLICATE_VIDEO_MODEL": SVD,
-                "I2V_COMPAT_PROVIDER": "replicate",
+                "I2V_COMPAT_PROVIDER": args.provider,
                 "PIKAPI_BEARER_TOKEN": "",
                 "CALLBACK_API_URL": f"{receiver.base_url}/requests",
                 "GAME_API_KEY": "game-bench-key",
-                "SAFE_FETCH_ALLOW": ",".join([images.address, replicate.address, receiver.address]),
+                "SAFE_FETCH_ALLOW": ",".join([images.address, fake.address, receiver.address]),
                 "ALLOWED_HOSTS": "127.0.0.1",
                 "API_RATE": "100000/minute",
             }
@@ -215,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
         logs = {name: OUT / f"hooks-{name}.log" for name in ("worker", "sweeper", "web")}
         for path in logs.values():
             path.write_text("")  # this run's lines only
-        print(f"{n} jobs per phase, REPLICATE_POLL_INTERVAL {args.floor:g} s, Q_WORKERS={args.workers}", flush=True)
+        print(f"{n} {args.provider} jobs per phase, poll floor {args.floor:g} s, Q_WORKERS={args.workers}", flush=True)
         procs["web"] = start_gunicorn(port, logs["web"])
         procs["worker"] = start_process("runworker", logs["worker"])
         procs["sweeper"] = start_process("runsweeper", logs["sweeper"])
@@ -225,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
         print("  started", flush=True)
 
         def phase(name: str, prefix: str, webhooks: bool) -> dict:
-            replicate.script.send_webhooks = webhooks
+            provider.send_webhooks(webhooks)
             t0 = time.time()
             refused = []
             for i in range(n):
@@ -276,14 +368,15 @@ def run(args: argparse.Namespace) -> int:
         def figures(info: dict) -> dict:
             rows = list(Job.objects.filter(pk__in=info["ids"]).values("pk", "request_id", "status", "provider_job_id"))
             to_completed, to_callback, handover, reads = [], [], [], 0
-            answered = {}
-            for sent in replicate.webhooks_sent:
-                if sent.status == 200:
-                    answered.setdefault(sent.prediction_id, sent.at)
+            sent = provider.hooks({row["provider_job_id"] for row in rows})
+            answered: dict[str, float] = {}
+            for job_ref, event, status, at in sent:
+                if event == "completed" and status == 200:
+                    answered.setdefault(job_ref, at)
             to_answered = []
             for row in rows:
-                finished = replicate.finished_at.get(row["provider_job_id"])
-                reads += len(replicate.calls("GET", f"/v1/predictions/{row['provider_job_id']}"))
+                finished = provider.finished(row["provider_job_id"])
+                reads += provider.reads(row["provider_job_id"])
                 if finished is None:
                     continue
                 if row["provider_job_id"] in answered:
@@ -294,7 +387,6 @@ def run(args: argparse.Namespace) -> int:
                     to_callback.append(first_arrival[row["request_id"]] - finished)
                     if row["pk"] in completed_at:
                         handover.append(first_arrival[row["request_id"]] - completed_at[row["pk"]])
-            sent = [s for s in replicate.webhooks_sent if s.prediction_id in {r["provider_job_id"] for r in rows}]
             return {
                 "completed": sum(1 for row in rows if row["status"] == Job.COMPLETED),
                 "callbacks": len(to_callback),
@@ -306,13 +398,13 @@ def run(args: argparse.Namespace) -> int:
                 "to_answered": to_answered,
                 "handover": handover,
                 "reads": reads / max(1, len(rows)),
-                "hooks_ok": sum(1 for s in sent if s.status == 200),
-                "hooks_other": sum(1 for s in sent if s.status != 200),
+                "hooks_ok": sum(1 for row in sent if row[2] == 200),
+                "hooks_other": sum(1 for row in sent if row[2] != 200),
                 "creates": len(rows),
             }
 
         fw, fp = figures(w), figures(p)
-        creates = len(replicate.calls("POST", "/v1/"))
+        creates = provider.creates()
     finally:
         for proc in procs.values():
             stop_process(proc)
@@ -332,14 +424,14 @@ def run(args: argparse.Namespace) -> int:
         ("  of which finish -> webhook answered", stats(fw["to_answered"]), "-"),
         ("  of which completed -> callback", stats(fw["handover"]), stats(fp["handover"])),
         ("webhooks 200 / other answers", f"{fw['hooks_ok']} / {fw['hooks_other']}", f"{fp['hooks_ok']} (none sent)"),
-        ("prediction reads per job", f"{fw['reads']:.2f}", f"{fp['reads']:.2f}"),
+        ("provider status reads per job", f"{fw['reads']:.2f}", f"{fp['reads']:.2f}"),
     ]
     widths = [max(len(row[i]) for row in table) for i in range(3)]
     print()
     print(
-        f"{n} jobs per phase; REPLICATE_POLL_INTERVAL {args.floor:g} s; predictions finish "
+        f"{n} {args.provider} jobs per phase; poll floor {args.floor:g} s; provider jobs finish "
         f"{args.min_wait:g}-{args.min_wait + args.spread:g} s after creation (seed {args.seed}); "
-        f"{creates} predictions created for {2 * n} jobs; Q_WORKERS={args.workers}, {os.cpu_count()} CPUs"
+        f"{creates} provider jobs created for {2 * n} jobs; Q_WORKERS={args.workers}, {os.cpu_count()} CPUs"
     )
     for row in table:
         print("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))

@@ -30,11 +30,15 @@ RECEIPT_DAYS = 1
 
 def look_now(job_id, said: str = "A provider's webhook said the job changed") -> bool:
     """Arrange one prompt look at the job; False when one is already arranged
-    or the job is not waiting on a provider. ``said`` goes on its timeline."""
+    or the job is not waiting on (or being submitted to) a provider. ``said`` goes on its timeline."""
     now = timezone.now()
     no_poke_pending = Q(poked_at__isnull=True) | Q(last_polled_at__isnull=False, poked_at__lte=F("last_polled_at"))
     with transaction.atomic():
-        poked = Job.objects.filter(no_poke_pending, pk=job_id, status__in=Job.PROVIDER_STATES).update(poked_at=now)
+        # Preparing too: a provider may call while our create is still being
+        # answered (Pipelet's `acquired`, or a job it ends at once); the submit's
+        # release then finds the poke and makes the job due now.
+        waiting = Job.PROVIDER_STATES | {Job.PREPARING}
+        poked = Job.objects.filter(no_poke_pending, pk=job_id, status__in=waiting).update(poked_at=now)
         if not poked:
             return False
         status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()

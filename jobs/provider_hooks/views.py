@@ -4,9 +4,10 @@
 verified body's prediction id names the job. ``POST /hooks/<provider>/<token>``:
 for providers that do not sign; the token names the job, the body is never
 read for anything. Both answer 200 whether or not we knew the job (a caller
-learns nothing about which ids exist), refuse bodies over 1 MB (413), other
-methods (405), and count every request against the caller's address
-(``PROVIDER_WEBHOOK_RATE``). No session, no CSRF: providers are not browsers.
+learns nothing about which ids exist); the signed route refuses bodies over
+1 MB (413), the token route takes any size, unread (Pipelet's ``completed``
+carries the whole video); both refuse other methods (405) and count every
+request against the caller's address (``PROVIDER_WEBHOOK_RATE``). No session, no CSRF: providers are not browsers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from providers.base import ProviderError
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+# The most of an unread body a token hook throws away (Pipelet's largest result as base64).
+DRAIN_BYTES = 512 * 1024 * 1024
 _PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
@@ -45,8 +48,9 @@ def _ok() -> JsonResponse:
     return _answer(200, "", "")
 
 
-def _gate(request: HttpRequest) -> tuple[bytes | None, JsonResponse | None]:
-    """What every hook checks first: the method, the caller's budget, the body's size."""
+def _gate(request: HttpRequest, *, read_body: bool = True) -> tuple[bytes | None, JsonResponse | None]:
+    """What every hook checks first: the method, the caller's budget, and (for a
+    body we read) its size."""
     if request.method != "POST":
         return None, _answer(405, "Provider webhooks are POST only.", "method_not_allowed", {"Allow": "POST"})
     limit, period = SimpleRateThrottle.parse_rate(None, settings.PROVIDER_WEBHOOK_RATE)
@@ -55,6 +59,8 @@ def _gate(request: HttpRequest) -> tuple[bytes | None, JsonResponse | None]:
         wait = max(1, int(counted.resets_in + 0.999))
         message = f"Too many webhook calls from your address; try again in {wait} s."
         return None, _answer(429, message, "rate_limited", {"Retry-After": str(wait)})
+    if not read_body:
+        return None, None
     too_large = _answer(413, f"A webhook body must be at most {MAX_BODY_BYTES // 1024} KB.", "too_large")
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -100,14 +106,29 @@ def signed_hook(request: HttpRequest, provider: str) -> JsonResponse:
     return _ok()
 
 
+def _skip_body(request: HttpRequest, response: JsonResponse) -> JsonResponse:
+    """Throw the unread body away in small pieces, so the caller reads our answer
+    (a socket closed on unread data is reset under it); past DRAIN_BYTES, hang up."""
+    left = DRAIN_BYTES
+    while left > 0 and (piece := request.read(min(64 * 1024, left))):  # stops at Content-Length
+        left -= len(piece)
+    if left <= 0:
+        response["Connection"] = "close"
+    return response
+
+
 @csrf_exempt
 def token_hook(request: HttpRequest, provider: str, token: str) -> JsonResponse:
-    _, refused = _gate(request)
+    # The body is never read for anything (an unsigned webhook only says "look
+    # now"), so its size is not refused: Pipelet's `completed` carries the whole
+    # result, a base64 video of tens of MB, and a 413 would lose the webhook.
+    _, refused = _gate(request, read_body=False)
     if refused is not None:
         return refused
     job_id = links.job_for_token(provider, token)
     if job_id is None or not Job.objects.filter(pk=job_id).exists():
-        return _answer(404, "No such webhook address.", "not_found")
-    # The body is not read: an unsigned webhook only says "look now".
+        missing = _answer(404, "No such webhook address.", "not_found")
+        missing["Connection"] = "close"  # a stranger's body is not drained
+        return missing
     look.look_now(job_id, f"{provider.capitalize()}'s webhook said the job changed")
-    return _ok()
+    return _skip_body(request, _ok())

@@ -30,6 +30,18 @@ Each status poll moves the job one step: through ``script.queue_positions``
         fake.script.fail_next("malformed_json", endpoint="result")  # also "truncated",
         #   "bad_base64", "not_mp4" (valid base64 of junk) on "result"
         fake.creates, fake.jobs                   # what it saw
+
+Webhooks, as ``PROVIDER-NOTES.md`` documents them: a request created with the
+header ``x-pipelet-webhook: URL`` (or ``?fal_webhook=URL``) gets a POST of
+``{eventType, queueName, jobId, workerName, leaseExpiry, acquiredAt,
+updatedAt, webhookUrl}`` at that URL when a worker takes it (``acquired``) and
+when it ends (``completed``, with the result fields merged in, ``failed``,
+``cancelled``): once each, unsigned, never retried, whatever the answer.
+``fake.webhooks_sent`` records each (its status, or the error). With
+``script.send_webhooks = False`` they are recorded but not sent (a test posts
+them itself). ``script.finish_after_seconds`` runs jobs by the clock instead
+of by polls (acquired at once, finished that long after); ``finish(id)`` ends
+one now; ``lie(id)`` posts a ``completed`` body for a job that is not complete.
 """
 
 from __future__ import annotations
@@ -40,6 +52,10 @@ import io
 import json
 import re
 import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +95,19 @@ class PipeletJob:
     polls: int = 0
     state: str = "IN_QUEUE"
     tail_size: tuple[int, int] | None = None
+    webhook_url: str = ""
+    acquired_at: float | None = None
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class SentHook:
+    job_id: str
+    event: str
+    url: str
+    body: dict
+    status: int | str | None = None  # None: held (``script.send_webhooks`` is False)
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -89,6 +118,11 @@ class PipeletScript:
     result_prefix: bool = False
     escape_slashes: bool = False  # write every "/" of the base64 as "\/" (legal JSON)
     video: bytes | None = None
+    send_webhooks: bool = True
+    finish_after_seconds: float | None = None
+    # With finish_after_seconds = 0: the job's webhooks are delivered before its
+    # create is answered (a worker that takes and ends it at once).
+    hooks_before_answer: bool = False
     failures: list[tuple[int | str, str, float | None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -117,6 +151,13 @@ class FakePipeletServer(LoopbackServer):
         self.jobs: dict[str, PipeletJob] = {}
         self._next_id = 11
         self._lock = threading.Lock()
+        self.webhooks_sent: list[SentHook] = []
+        self._timers: list[threading.Timer] = []
+
+    def __exit__(self, *exc: object) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        super().__exit__(*exc)
 
     def new_id(self) -> str:
         with self._lock:
@@ -143,17 +184,132 @@ class FakePipeletServer(LoopbackServer):
         return self._of("GET", r"/queue/[^/]+/requests/[^/]+")
 
     def advance(self, job: PipeletJob) -> None:
-        """One status poll's worth of time for ``job``."""
-        if job.state not in ("IN_QUEUE", "IN_PROGRESS"):
+        """One status poll's worth of time for ``job`` (unless it runs by the clock)."""
+        if self.script.finish_after_seconds is not None:
             return
-        job.polls += 1
-        queued, working = len(self.script.queue_positions), len(self.script.progress)
-        if job.polls <= queued:
-            job.state = "IN_QUEUE"
-        elif job.polls <= queued + working or self.script.outcome == "never":
-            job.state = "IN_PROGRESS"
-        else:
-            job.state = self.script.outcome
+        with self._lock:
+            if job.state not in ("IN_QUEUE", "IN_PROGRESS"):
+                return
+            job.polls += 1
+            queued, working = len(self.script.queue_positions), len(self.script.progress)
+            if job.polls <= queued:
+                state = "IN_QUEUE"
+            elif job.polls <= queued + working or self.script.outcome == "never":
+                state = "IN_PROGRESS"
+            else:
+                state = self.script.outcome
+            events = self._move(job, state)
+        self._send_hooks(job, events)
+
+    def started(self, job: PipeletJob) -> None:
+        """A job created to run by the clock: a worker takes it now, and it ends later."""
+        with self._lock:
+            events = self._move(job, "IN_PROGRESS")
+            job.polls = len(self.script.queue_positions) + 1  # its status shows progress
+            if self.script.hooks_before_answer and self.script.outcome != "never":
+                events += self._move(job, self.script.outcome)
+        self._send_hooks(job, events, wait=self.script.hooks_before_answer)
+        if self.script.hooks_before_answer:
+            return
+        timer = threading.Timer(self.script.finish_after_seconds or 0.0, self.finish, args=(job.id,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def acquire(self, request_id: str) -> None:
+        """A worker takes the queued job now (``acquired`` goes); it then shows progress."""
+        job = self.jobs[request_id]
+        with self._lock:
+            events = self._move(job, "IN_PROGRESS")
+            job.polls = max(job.polls, len(self.script.queue_positions))
+        self._send_hooks(job, events)
+
+    def finish(self, request_id: str) -> None:
+        """The job reaches its scripted outcome now (taken by a worker first if it was
+        still queued); its webhooks go out."""
+        job = self.jobs[request_id]
+        with self._lock:
+            events = self._move(job, "IN_PROGRESS")
+            if self.script.outcome != "never":
+                events += self._move(job, self.script.outcome)
+        self._send_hooks(job, events)
+
+    def lie(self, request_id: str, event: str = "completed") -> SentHook | None:
+        """Post an ``event`` body (``completed``: with the result merged in) for a job
+        whatever its state: what an unsigned webhook from anyone could say."""
+        job = self.jobs[request_id]
+        sent = self._send_hooks(job, [event], state="COMPLETED" if event == "completed" else None)
+        return sent[0] if sent else None
+
+    def _move(self, job: PipeletJob, state: str) -> list[str]:
+        """Set the state (the caller holds the lock); the webhook events that go with it."""
+        if state == job.state or job.state not in ("IN_QUEUE", "IN_PROGRESS"):
+            return []
+        events = []
+        if state != "IN_QUEUE" and job.acquired_at is None and state != "CANCELLED":
+            job.acquired_at = time.time()
+            events.append("acquired")
+        job.state, job.updated_at = state, time.time()
+        events += {"COMPLETED": ["completed"], "FAILED": ["failed"], "CANCELLED": ["cancelled"]}.get(state, [])
+        return events
+
+    def hook_body(self, job: PipeletJob, event: str, *, state: str | None = None) -> dict:
+        """The documented webhook body; on ``completed`` the result fields merged in."""
+        body = {
+            "eventType": event,
+            "queueName": job.model,
+            "jobId": job.id,
+            "workerName": "gpu-worker-7" if job.acquired_at or event == "completed" else None,
+            "leaseExpiry": int((job.acquired_at or time.time()) * 1000) + 600_000,
+            "acquiredAt": int((job.acquired_at or time.time()) * 1000),
+            "updatedAt": int(job.updated_at * 1000),
+            "webhookUrl": job.webhook_url,
+        }
+        if (state or job.state) == "COMPLETED" and event == "completed":
+            body.update(self.result_body(job))
+        return body
+
+    def result_body(self, job: PipeletJob) -> dict:
+        if job.headers.get("x-pipelet-output") == "binary":
+            link = f"{self.base_url}/s3/{job.id}.mp4?X-Amz-Expires=3600&X-Amz-Signature=abc123"
+            return {"video": {"data_uri": link, "data_url": link}}
+        return {"video": {"data_uri": base64.b64encode(self.video_for(job)).decode("ascii")}}
+
+    def _send_hooks(
+        self, job: PipeletJob, events: list[str], *, state: str | None = None, wait: bool = False
+    ) -> list[SentHook]:
+        if not job.webhook_url:
+            return []
+        sent = [SentHook(job.id, event, job.webhook_url, self.hook_body(job, event, state=state)) for event in events]
+        with self._lock:
+            self.webhooks_sent += sent
+        if self.script.send_webhooks and sent and wait:
+            self._deliver(sent)
+        elif self.script.send_webhooks and sent:
+            # In order, in the background, once each: Pipelet does not retry.
+            threading.Thread(target=self._deliver, args=(sent,), daemon=True).start()
+        return sent
+
+    def _deliver(self, hooks: list[SentHook]) -> None:
+        for hook in hooks:
+            request = urllib.request.Request(
+                hook.url,
+                data=json.dumps(hook.body).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json", "User-Agent": "pipelet-webhooks/1.0"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    status: int | str = response.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError as exc:
+                status = f"{type(exc).__name__}: {exc}"
+            hook.status, hook.at = status, time.time()
+
+    def webhooks_for(self, request_id: str, event: str | None = None) -> list[SentHook]:
+        with self._lock:
+            return [h for h in self.webhooks_sent if h.job_id == request_id and event in (None, h.event)]
 
     def status_body(self, job: PipeletJob) -> dict:
         url = f"{self.base_url}/queue/{job.model}/requests/{job.id}"
@@ -302,7 +458,11 @@ class _Handler(LoopbackHandler):
             headers=dict(self.record.headers),
             image_size=decode_image(payload["data_uri"]),  # type: ignore[arg-type]
             tail_size=tail,  # type: ignore[arg-type]
+            webhook_url=self.record.headers.get("x-pipelet-webhook")
+            or urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("fal_webhook", [""])[0],
         )
+        if self.fake.script.finish_after_seconds is not None:
+            self.fake.started(self.fake.jobs[request_id])
         base = f"{self.fake.base_url}/queue/{model}/requests/{request_id}"
         self._json(
             200,
@@ -324,10 +484,12 @@ class _Handler(LoopbackHandler):
         job = self._job(match[1], match[2])
         if job is None:
             return
-        if job.state != "IN_QUEUE":
+        with self.fake._lock:
+            events = self.fake._move(job, "CANCELLED") if job.state == "IN_QUEUE" else None
+        if events is None:
             return self._json(409, {"detail": f"Request is {job.state} and cannot be cancelled"})
-        job.state = "CANCELLED"
         self._send(204, b"", headers=None)
+        self.fake._send_hooks(job, events)
 
     def do_GET(self) -> None:
         self._begin()
