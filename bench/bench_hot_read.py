@@ -3,7 +3,7 @@
 Run from the repository root (``make bench-hot-read`` runs the same)::
 
     .venv/bin/python bench/bench_hot_read.py [--database sqlite|postgres|both] [--seconds 4]
-        [--rounds 5] [--connections 16] [--jobs 3000] [--profile]
+        [--rounds 5] [--connections 16] [--jobs 3000] [--profile] [--cpu-only]
 
 For each database (SQLite in a temporary var directory with the default file
 cache; or PostgreSQL ``i2v_perf`` with the Redis cache ``redis://127.0.0.1:6379/7``,
@@ -178,6 +178,18 @@ def seed(jobs: int) -> list[tuple[str, str, str]]:
         )
         if status not in (Job.QUEUED,):
             job.submitted_at = created + timedelta(seconds=2)
+            # What a remote provider's last answer looks like (a prediction with its logs): ~1.5 KB of JSON.
+            job.provider_job_id = f"pred-{n:08d}"
+            job.provider_response = {
+                "id": job.provider_job_id,
+                "status": "processing",
+                "input": {"seed": job.seed, "cfg_scale": 1.8, "motion_bucket_id": 127, "fps": 12},
+                "logs": "".join(
+                    f"{step}%|{'#' * (step // 10)}| {step}/100 [00:{step:02d}<00:40]\n" for step in range(0, 100, 5)
+                ),
+                "metrics": {"predict_time": 38.2},
+                "urls": {"get": f"https://provider.invalid/v1/predictions/{n}", "cancel": "…"},
+            }
         if status in Job.FINAL_STATES:
             job.finished_at = created + timedelta(seconds=40)
             job.expires_at = job.finished_at + timedelta(hours=24)
@@ -188,6 +200,7 @@ def seed(jobs: int) -> list[tuple[str, str, str]]:
             job.seed_used, job.finish_reason = job.seed, "SUCCESS"
         if status == Job.FAILED:
             job.error_code, job.error_message = "provider_error", "The provider could not make this video."
+            job.error_detail = "Traceback (most recent call last):\n" + "  File ...\n" * 30
         rows.append(job)
         trail = [Job.QUEUED, Job.PREPARING, Job.SUBMITTED, Job.RUNNING]
         trail = trail[: trail.index(status) + 1] if status in trail else [*trail, status]
@@ -323,6 +336,8 @@ def run_one(args: argparse.Namespace) -> None:
                 pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(45)
                 print(f"--- profile: {name}\n{out.getvalue()}")
 
+        if args.cpu_only:
+            return
         luas = {
             name: lua_for(path, SCHEME.get(name, "Bearer"), targets, var / f"{n}.lua")
             for n, (name, path) in enumerate(ENDPOINTS.items())
@@ -371,6 +386,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--cpu-only", action="store_true", help="only part 0 (no gunicorn, no wrk)")
     args = parser.parse_args()
     if args.database != "both":
         run_one(args)
