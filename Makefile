@@ -59,7 +59,7 @@ bench-hooks: setup
 bench-hot-read: setup
 	$(PY) bench/bench_hot_read.py
 
-# The ORM broker at two polls, then the Redis broker (127.0.0.1:6379/8).
+# The ORM broker at three polls (Q_POLL), then the Redis broker (127.0.0.1:6379/8).
 bench-enqueue: setup
 	$(PY) bench/bench_enqueue.py
 

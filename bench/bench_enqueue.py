@@ -2,7 +2,7 @@
 
 Run from the repository root (``make bench-enqueue`` runs the same)::
 
-    .venv/bin/python bench/bench_enqueue.py [--jobs 100] [--polls 0.2,0.05] [--idle-seconds 10]
+    .venv/bin/python bench/bench_enqueue.py [--jobs 100] [--polls 0.2,0.05,0.03] [--idle-seconds 10]
 
 For the ORM broker at each ``poll`` in ``--polls`` (``Q_POLL``), then for the
 Redis broker (``redis://127.0.0.1:6379/8``), it makes a throwaway install
@@ -172,7 +172,7 @@ def run_one(label: str, extra_env: dict[str, str], args: argparse.Namespace) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=100)
-    parser.add_argument("--polls", default="0.2,0.05", help="ORM broker poll values (Q_POLL) to measure")
+    parser.add_argument("--polls", default="0.2,0.05,0.03", help="ORM broker poll values (Q_POLL) to measure")
     parser.add_argument("--idle-seconds", type=float, default=10)
     parser.add_argument("--redis", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration per process
