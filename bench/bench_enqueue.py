@@ -3,6 +3,7 @@
 Run from the repository root (``make bench-enqueue`` runs the same)::
 
     .venv/bin/python bench/bench_enqueue.py [--jobs 100] [--polls 0.2,0.05,0.03] [--idle-seconds 10]
+        [--no-redis] [--conn-max-age 60]
 
 For the ORM broker at each ``poll`` in ``--polls`` (``Q_POLL``), then for the
 Redis broker (``redis://127.0.0.1:6379/8``), it makes a throwaway install
@@ -88,6 +89,8 @@ def run_one(label: str, extra_env: dict[str, str], args: argparse.Namespace) -> 
             "Q_WORKERS": "2",
             **extra_env,
         }
+        if args.conn_max_age:
+            env["DATABASE_URL"] += f"?conn_max_age={args.conn_max_age}&conn_health_checks=true"
         env.pop("CACHE_URL", None)
         if "Q_BROKER_URL" not in extra_env:
             env.pop("Q_BROKER_URL", None)
@@ -175,6 +178,12 @@ def main() -> None:
     parser.add_argument("--polls", default="0.2,0.05,0.03", help="ORM broker poll values (Q_POLL) to measure")
     parser.add_argument("--idle-seconds", type=float, default=10)
     parser.add_argument("--redis", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=0,
+        help="keep database connections this many seconds (DATABASE_URL's ?conn_max_age=, with health checks)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration per process
     args = parser.parse_args()
     if args.one:
@@ -189,6 +198,7 @@ def main() -> None:
     for label, pairs in configurations:
         # Django is set up once per process: each configuration in a process of its own.
         argv = ["--jobs", str(args.jobs), "--idle-seconds", str(args.idle_seconds)]
+        argv += ["--conn-max-age", str(args.conn_max_age)]
         subprocess.run([sys.executable, __file__, *argv, "--one", f"{label}|{pairs}"], check=True)
 
 
