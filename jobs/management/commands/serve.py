@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -29,6 +30,7 @@ RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 HEALTHY_RUN = 60.0
 # Seconds the components get to stop (the worker finishes its tasks) before they are killed.
 STOP_GRACE = 20.0
+WEB_WORKERS = 2
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port for the web server.")
-        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument("--web-workers", type=int, default=WEB_WORKERS)
         parser.add_argument("--dev", action="store_true", help="Use runserver (auto-reload) instead of gunicorn.")
 
     def handle(self, *args, bind: str, web_workers: int, dev: bool, **options):
@@ -58,20 +60,7 @@ class Command(BaseCommand):
         run_dir = settings.VAR_DIR / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        if dev:
-            web = [*manage, "runserver", bind]
-        else:
-            # sync workers stayed balanced here where gthread left one idle.
-            web = [
-                *(sys.executable, "-m", "gunicorn", "i2v_site.wsgi"),
-                *("--config", "python:i2v_site.gunicorn_conf"),
-                *("--bind", bind, "--workers", str(web_workers), "--worker-class", "sync", "--timeout", "60"),
-                *("--access-logfile", "-"),
-                # Its control socket goes with our other run-time files, not into the home folder.
-                *("--control-socket", str(run_dir / "gunicorn.ctl")),
-                # sendfile bypasses gunicorn's byte count: the access log showed 0 for every download.
-                "--no-sendfile",
-            ]
+        web = [*manage, "runserver", bind] if dev else gunicorn_command(bind, web_workers, run_dir)
         components = [
             Component("web", web),
             Component("worker", [*manage, "runworker"]),
@@ -120,6 +109,21 @@ class Command(BaseCommand):
         component.failures += 1
         component.restart_at = now + pause
         self.stderr.write(f"{component.name} exited with code {code}; starting it again in {pause:.0f} s")
+
+
+def gunicorn_command(bind: str, web_workers: int, run_dir: Path) -> list[str]:
+    """The web server's command line (``bench/bench_hot_read.py`` starts the same one)."""
+    return [
+        *(sys.executable, "-m", "gunicorn", "i2v_site.wsgi"),
+        *("--config", "python:i2v_site.gunicorn_conf"),
+        # sync workers stayed balanced here where gthread left one idle.
+        *("--bind", bind, "--workers", str(web_workers), "--worker-class", "sync", "--timeout", "60"),
+        *("--access-logfile", "-"),
+        # Its control socket goes with our other run-time files, not into the home folder.
+        *("--control-socket", str(run_dir / "gunicorn.ctl")),
+        # sendfile bypasses gunicorn's byte count: the access log showed 0 for every download.
+        "--no-sendfile",
+    ]
 
 
 def _parse_bind(bind: str) -> tuple[str, int]:
