@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 
@@ -56,3 +57,37 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     def _json(self, status: int, payload: Any, headers: dict | None = None) -> None:
         self._send(status, json.dumps(payload).encode(), headers=headers)
+
+
+@dataclass
+class Recorded:
+    """One request as a JSON fake saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: Any = None  # the JSON sent, when it parsed
+    status: int | None = None  # what the fake answered
+
+
+class RecordingHandler(LoopbackHandler):
+    """A JSON fake's handler: ``_begin`` reads the body and records the request
+    in ``fake.requests``; every answer's status is kept on that record."""
+
+    protocol_version = "HTTP/1.1"
+    record: Recorded
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json", headers: dict | None = None):
+        self.record.status = status
+        super()._send(status, body, content_type, headers)
+
+    def _begin(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        self.record = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        self.fake.requests.append(self.record)
+        return raw

@@ -26,7 +26,6 @@ submitted; a job whose image cannot be fetched (or is not an image) fails
 from __future__ import annotations
 
 import io
-import json
 import secrets
 import threading
 import time
@@ -37,20 +36,11 @@ from typing import Any
 
 from PIL import Image
 
-from tests.fakes.loopback import LoopbackHandler, LoopbackServer
+from tests.fakes.loopback import LoopbackServer, Recorded, RecordingHandler
 from tests.fakes.stability_server import sample_mp4
 
 ASPECTS = {"16:9": (1024, 576), "9:16": (576, 1024), "1:1": (768, 768), "5:2": (1280, 512)}
 ASPECTS.update({"4:5": (640, 800), "4:3": (768, 576)})
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any = None  # the JSON sent, when it parsed
-    status: int | None = None
 
 
 @dataclass
@@ -157,24 +147,8 @@ def _problems(payload: Any) -> list[str]:
     return found
 
 
-class _Handler(LoopbackHandler):
+class _Handler(RecordingHandler):
     fake: FakePikaServer
-    protocol_version = "HTTP/1.1"
-
-    def _send(self, status: int, body: bytes, content_type: str = "application/json", headers: dict | None = None):
-        self.record.status = status
-        super()._send(status, body, content_type, headers)
-
-    def _begin(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        self.record = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-        self.fake.requests.append(self.record)
-        return raw
 
     def _gate(self, endpoint: str) -> bool:
         if self.headers.get("Authorization") != f"Bearer {self.fake.token}":

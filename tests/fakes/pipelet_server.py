@@ -61,7 +61,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.fakes.loopback import LoopbackHandler, LoopbackServer
+from tests.fakes.loopback import LoopbackServer, Recorded, RecordingHandler
 from tests.fakes.stability_server import sample_mp4
 
 MODELS = (
@@ -74,15 +74,6 @@ MODELS = (
 )
 TASKS = 24
 _ID = re.compile(r"^[0-9]+$")
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any = None  # the JSON sent, when it parsed
-    status: int | None = None
 
 
 @dataclass
@@ -388,23 +379,8 @@ def _problems(payload: Any) -> list[str]:
     return found
 
 
-class _Handler(LoopbackHandler):
+class _Handler(RecordingHandler):
     fake: FakePipeletServer
-    protocol_version = "HTTP/1.1"
-
-    def _send(self, status: int, body: bytes, content_type: str = "application/json", headers: dict | None = None):
-        self.record.status = status
-        super()._send(status, body, content_type, headers)
-
-    def _begin(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        self.record = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-        self.fake.requests.append(self.record)
 
     def _gate(self, endpoint: str) -> bool:
         """Answers (and returns True) when the token is wrong or a failure is scripted."""
