@@ -274,6 +274,15 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_DEFAULT_ACL = None  # private: nothing is readable without a presigned URL
     # Never overwrite: a name taken gets a suffix, as on the local disk.
     AWS_S3_FILE_OVERWRITE = False
+    # A file read from the bucket is buffered in a temporary file that spills to
+    # disk past this size: django-storages' default (0) keeps the whole object in
+    # memory, and a streamed 30 MB result would hold all of it.
+    AWS_S3_MAX_MEMORY_SIZE = 1024 * 1024
+    # ...and fetched a piece at a time, in this thread: boto3's default transfer
+    # holds several 8 MB parts in memory at once on its own threads.
+    from boto3.s3.transfer import TransferConfig
+
+    AWS_S3_TRANSFER_CONFIG = TransferConfig(use_threads=False, multipart_chunksize=1024 * 1024, io_chunksize=256 * 1024)
 # Uploads larger than the image cap are refused before they are parsed.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
 # A base64 image is 4/3 of its bytes; the rest of a request is small.

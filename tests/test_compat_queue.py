@@ -685,24 +685,28 @@ def test_support_sees_in_the_admin_which_model_id_a_job_came_in_through(client):
     assert "Queue API model id" in page and "local (a signed link (x-pipelet-output))" in page
 
 
-def test_a_large_result_streams_in_bounded_memory(django_capture_on_commit_callbacks):
+def test_a_large_result_streams_in_bounded_memory(django_capture_on_commit_callbacks, tmp_path):
     import hashlib
     import os
     import tracemalloc
 
+    from django.core.files import File
     from django.core.files.storage import default_storage
 
     client = queue_client()
     body = submit(client, capture=django_capture_on_commit_callbacks, duration=1).json()
     job = Job.objects.get(pk=body["request_id"])
     size = 30 * 1024 * 1024 + 1  # not a multiple of 3, so the last chunk is padded
-    with open(default_storage.path(job.video.name), "wb") as handle:
+    # The stored video replaced by a large one, through the storage (local or S3).
+    large = tmp_path / "large.mp4"
+    with large.open("wb") as handle:
         for _ in range(30):
             handle.write(os.urandom(1024 * 1024))
         handle.write(b"!")
-    expected = hashlib.sha256()
-    with open(default_storage.path(job.video.name), "rb") as handle:
-        expected.update(base64.b64encode(handle.read()))
+    expected = hashlib.sha256(base64.b64encode(large.read_bytes()))
+    default_storage.delete(job.video.name)
+    with large.open("rb") as handle:
+        assert default_storage.save(job.video.name, File(handle)) == job.video.name
 
     tracemalloc.start()
     try:

@@ -18,7 +18,7 @@ from providers.base import GenerationRequest
 from providers.kling import MODELS, KlingProvider, kling_cfg_scale
 from tests.factories import UserFactory, make_job, make_upload
 from tests.fakes.fixtures import aiml_server_fixture  # noqa: F401 (the aiml_server fixture)
-from tests.pipeline_helpers import advance, run_until_final
+from tests.pipeline_helpers import advance, local_copy, run_until_final
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +54,7 @@ def test_a_kling_job_goes_queued_generating_completed_to_a_playable_video(aiml_s
     job = run_until_final(job)
 
     assert job.status == Job.COMPLETED and job.finish_reason == "SUCCESS"
-    info = media.probe_video(Path(job.video.path))
+    info = media.probe_video(local_copy(job.video))
     assert info.codec == "h264" and (info.width, info.height) == (1024, 576)
     [sent] = aiml_server.submits
     assert sent.path == "/v2/video/generations"

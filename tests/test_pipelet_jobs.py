@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -18,7 +17,7 @@ from jobs.models import Job, LedgerEntry, Upload
 from tests.api_helpers import key_client
 from tests.factories import UserFactory, make_job, photo_bytes
 from tests.fakes.fixtures import pipelet_server_fixture  # noqa: F401 (the pipelet_server fixture)
-from tests.pipeline_helpers import advance, make_due, run_until_final
+from tests.pipeline_helpers import advance, local_copy, make_due, run_until_final
 
 pytestmark = pytest.mark.django_db
 
@@ -85,7 +84,7 @@ def test_an_api_job_shows_its_queue_place_then_progress_and_ends_in_a_decoded_vi
     final = views[-1]
     assert final["status"] == "completed" and final["parameters"]["duration"] == 7
     job = Job.objects.get(pk=job_id)
-    info = media.probe_video(Path(job.video.path))
+    info = media.probe_video(local_copy(job.video))
     assert (info.codec, info.height) == ("h264", 480) and info.frames == 14
     assert ledger.balance_of(client.user) == 90
     [sent] = pipelet_server.creates
@@ -99,7 +98,7 @@ def test_with_binary_output_the_job_ends_in_the_video_behind_pipelets_link(pipel
 
     assert job.status == Job.COMPLETED
     assert pipelet_server.creates[0].headers["x-pipelet-output"] == "binary"
-    assert media.probe_video(Path(job.video.path)).height == 720
+    assert media.probe_video(local_copy(job.video)).height == 720
     assert [r.status for r in pipelet_server.requests if r.path.startswith("/s3/")] == [200]
 
 

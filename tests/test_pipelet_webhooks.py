@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -29,7 +28,7 @@ from providers.pipelet import PipeletProvider
 from tests.factories import UserFactory, make_job
 from tests.fakes.fixtures import pipelet_server_fixture  # noqa: F401 (the pipelet_server fixture)
 from tests.fakes.pipelet_server import padded_mp4
-from tests.pipeline_helpers import run_until_final
+from tests.pipeline_helpers import local_copy, run_until_final
 
 pytestmark = pytest.mark.django_db
 PUBLIC = "https://i2v.example.com"
@@ -107,7 +106,7 @@ def test_pipelets_completed_webhook_completes_the_job_long_before_its_next_poll(
     assert response.status_code == 200, response.content
     job.refresh_from_db()
     assert job.status == Job.COMPLETED, job.error_detail
-    info = media.probe_video(Path(job.video.path))
+    info = media.probe_video(local_copy(job.video))
     assert (info.codec, info.height) == ("h264", 720) and info.frames > 0
     assert polls_at_fake(fake, job) == 1 and job.polls == 1  # the webhook's look, nothing else
     assert ledger.was_charged(job) and ledger.balance_of(job.owner) == 100 - job.cost

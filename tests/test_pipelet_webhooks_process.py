@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +20,7 @@ from jobs.models import Job
 from tests.factories import UserFactory, make_job
 from tests.fakes.pipelet_server import FakePipeletServer, padded_mp4
 from tests.live_web import LiveWeb
+from tests.pipeline_helpers import local_copy
 from tests.processes import wait_for, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -83,7 +83,7 @@ def test_a_job_completes_on_pipelets_completed_webhook_carrying_the_whole_video(
     [completed] = fake.webhooks_for(rid(job), "completed")
     wait_until(lambda: completed.status is not None, 30, "the completed webhook was never answered")
     assert completed.status == 200 and completed.url == url
-    info = media.probe_video(Path(job.video.path))
+    info = media.probe_video(local_copy(job.video))
     assert info.codec == "h264" and info.frames > 0 and job.video.size == len(fake.script.video)
     # A look per webhook at most (`acquired` may land while the create is still being answered).
     assert 1 <= polls_at_fake(fake, job) == job.polls <= 2
