@@ -295,6 +295,7 @@ class Kill:
     pid: int
     restarted_at: float | None = None
     held: list = field(default_factory=list)  # job ids the dead worker held
+    held_leases: list = field(default_factory=list)  # (job id, lease) as seen after the kill
     done_after_restart: dict = field(default_factory=dict)  # job id -> s from restart to final
 
 
@@ -323,7 +324,8 @@ def watch_kill(kill: Kill, app: App, before: dict, old_workers: set, workers_per
             time.sleep(0.05)
         time.sleep(max(0.0, kill.at + 3 - time.time()))
         after = leased_now()
-        kill.held = [pk for pk, lease in before.items() if after.get(pk) == lease]
+        kill.held = [(pk, lease) for pk, lease in before.items() if after.get(pk) == lease]
+        kill.held_leases = list(kill.held)
     finally:
         connection.close()
 
@@ -587,9 +589,12 @@ def main(argv=None) -> int:
                             os.kill(pid, signal.SIGKILL)
                     if kind == "cluster":
                         pid = app.cluster_of(worker)
-                        if pid is None:
-                            print(f"  t+{at:.1f}: {worker} has no cluster right now; no kill", flush=True)
-                            continue
+                        if pid is None:  # between two clusters: take another runworker's
+                            worker = next((w for w in app.workers() if app.cluster_of(w)), None)
+                            if worker is None:
+                                print(f"  t+{at:.1f}: no cluster is running right now; no kill", flush=True)
+                                continue
+                            pid = app.cluster_of(worker)
                         os.killpg(pid, signal.SIGKILL)  # the cluster runs in a group of its own
                     kill = Kill(at=time.time(), worker=worker, kind=kind, pid=pid)
                     kills.append(kill)
@@ -602,7 +607,11 @@ def main(argv=None) -> int:
                 thread.join()
             from jobs.models import Job, JobEvent
 
+            # A job orphaned by one kill keeps that lease through the next kills: it is the first one's.
+            claimed: set = set()
             for kill in kills:
+                kill.held = [pk for pk, lease in kill.held if (pk, lease) not in claimed]
+                claimed.update((pk, lease) for pk, lease in kill.held_leases)
                 for pk in kill.held:
                     row = Job.objects.filter(pk=pk).values("finished_at", "status").first()
                     if row and row["finished_at"] and kill.restarted_at:
@@ -699,6 +708,13 @@ def main(argv=None) -> int:
             broken.append(f"jobs {missing} held by killed pid {kill.pid} never finished")
     if worst is not None:
         print(f"  worst: {worst:.1f} s from restart to done (lease {args.lease} s, bound {args.lease + 5} s)")
+    for name in sorted(OUT.glob("gauntlet-worker*.log")):
+        text = name.read_text(errors="replace")
+        print(
+            f"  {name.stem}: {text.count('reincarnated worker')} worker children re-forked by django-q2, "
+            f"{text.count(') stalled: ')} clusters replaced as stalled, "
+            f"{text.count(') exited with code')} replaced after exiting"
+        )
     print(f"provider submits the fake accepted for no job of ours (double submits): {len(orphans)}")
     if orphans:
         broken.append(f"{len(orphans)} submits the fake accepted belong to no job: {orphans[:5]}")
