@@ -7,7 +7,7 @@ PORT ?= 8000
 BIND ?= 127.0.0.1:$(PORT)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks bench-hooks bench-hooks-pipelet bench-hot-read bench-enqueue clean
+.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks bench-hooks bench-hooks-pipelet bench-hot-read bench-enqueue bench-gauntlet clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-hooks: setup
 
 bench-hooks-pipelet: setup
 	$(PY) bench/bench_provider_webhooks.py --provider pipelet
+
+## Kill workers, poison a job, restart Redis and PostgreSQL, cut S3; check nothing is lost (SEED=n repeats a run)
+bench-gauntlet: setup
+	$(PY) bench/bench_gauntlet.py $(if $(SEED),--seed $(SEED))
 
 # SQLite, then PostgreSQL (i2v_perf on 127.0.0.1:5432) with the Redis cache (127.0.0.1:6379/7).
 bench-hot-read: setup

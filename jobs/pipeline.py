@@ -156,11 +156,16 @@ def claim(job_id) -> Job | None:
     job = Job.objects.select_related("upload").get(pk=job_id)
     job.__dict__["_claimed_at"] = now  # a provider's poke after this is for release() to see
     if job.attempts > settings.JOB_MAX_ATTEMPTS:
+        detail = f"Quarantined after {job.attempts - 1} attempts that did not finish (worker crash or timeout)."
+        if job.error_detail:
+            # A step that raised (storage unreachable, say) left its error here:
+            # without it staff would look for a crash that never happened.
+            detail = f"{detail} Last error recorded: {job.error_detail}"
         fail(
             job,
             "internal_error",
             "This job could not be processed because of an internal error. It has not been charged; please try again.",
-            f"Quarantined after {job.attempts - 1} attempts that did not finish (worker crash or timeout).",
+            detail,
         )
         release(job, finished_cleanly=True)
         return None

@@ -263,6 +263,22 @@ def test_an_unexpected_error_in_a_step_is_retried_then_quarantined(stability_ser
     assert len(stability_server.submits) == 1
 
 
+def test_a_job_quarantined_after_steps_that_raised_keeps_the_last_error(stability_server, settings, monkeypatch):
+    settings.JOB_MAX_ATTEMPTS = 2
+    monkeypatch.setattr(
+        "providers.stability.StabilityProvider.poll",
+        lambda self, *a: (_ for _ in ()).throw(ConnectionError("storage unreachable")),
+    )
+    job = advance(make_job(provider="stability"))
+    for _ in range(2):
+        make_due(job)
+        job = advance(job)
+
+    assert job.status == Job.FAILED
+    assert job.error_detail.startswith("Quarantined after 2 attempts")
+    assert "ConnectionError: storage unreachable" in job.error_detail
+
+
 def test_sweeper_hands_provider_polls_over_in_batches(django_capture_on_commit_callbacks, stability_server):
     stability_server.script.never_finish = True
     jobs = [advance(make_job(provider="stability")) for _ in range(30)]
