@@ -84,7 +84,6 @@ class Cluster:
         }
         self.procs: dict[str, subprocess.Popen] = {}
         self.log = tmp_path / "cluster.log"
-        empty_redis_broker()
 
     # "sweeper2": a second sweeper beside the first, as on a second machine.
     COMMANDS = {
@@ -204,6 +203,9 @@ def cluster_factory(settings, tmp_path, monkeypatch):
             "LOCATION": str(tmp_path / "cache"),
         }
     }
+    # Before the test makes anything: a task it queues before starting a cluster
+    # (or while one restarts) must still be there for the workers.
+    empty_redis_broker()
     clusters: list[Cluster] = []
 
     def make(**env: str) -> Cluster:
