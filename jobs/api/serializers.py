@@ -275,8 +275,26 @@ class JobCreateJsonInput(StrictInput, ProviderParameterFields):
         return attrs
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "description": "Motion-brush masks (providers that take them: see `capabilities.accepts_masks` in "
+        "GET /api/v1/providers), as a JSON array written in one form field: `[{mask_url | mask, trajectories: "
+        "[{x, y}, …]}]`, where `mask` may name the file part (`dynamic_mask_1` … `dynamic_mask_6`) that holds "
+        "the mask image.",
+        "example": json.dumps(
+            [{"mask": "dynamic_mask_1", "trajectories": [{"x": 200, "y": 300}, {"x": 600, "y": 320}]}]
+        ),
+    }
+)
+class DynamicMasksFormField(DynamicMasksField):
+    """``dynamic_masks`` in a multipart body, where every field is text: one JSON string."""
+
+
 class JobCreateInput(JobCreateJsonInput):
     """A job from a multipart form: the image may also be a file."""
+
+    dynamic_masks = DynamicMasksFormField(required=False)
 
     image = serializers.FileField(required=False, help_text="The image as a multipart file (JPEG or PNG, ≤ 10 MB).")
     tail_image = serializers.FileField(
