@@ -28,9 +28,10 @@ install with no public address. The end frame and masks go the same way
 (masks as PNG, whose edges JPEG would blur).
 
 Models and their field names, one table (``MODELS``): the v1 and v1.6 models
-name the masks ``static_mask_url`` and ``dynamic_masks[].mask_url`` and take
-``duration`` as the string ``"5"`` or ``"10"`` (AI/ML API's samples); v2.1 names
-them ``static_mask`` and ``dynamic_masks[].mask`` and takes an integer duration.
+name the masks ``static_mask_url`` and ``dynamic_masks[].mask_url``; v2.1 names
+them ``static_mask`` and ``dynamic_masks[].mask``. Every model gets ``duration``
+as an integer, as the HTTP examples and schemas of AI/ML API's model pages have
+it (only the spec file's Python sample sends the string ``"5"``).
 
 Parameters. ``duration`` 5 or 10 s, and Kling's own ``cfg_scale`` 0-1 (how
 closely it follows the prompt) as ``kling_cfg_scale``; given, it wins.
@@ -71,11 +72,10 @@ class ModelFields:
 
     static_mask: str  # the static mask's field
     dynamic_mask: str  # the mask's key inside each of dynamic_masks
-    duration_as_text: bool  # "5" rather than 5
 
 
-V1 = ModelFields(static_mask="static_mask_url", dynamic_mask="mask_url", duration_as_text=True)
-V2 = ModelFields(static_mask="static_mask", dynamic_mask="mask", duration_as_text=False)
+V1 = ModelFields(static_mask="static_mask_url", dynamic_mask="mask_url")
+V2 = ModelFields(static_mask="static_mask", dynamic_mask="mask")
 MODELS: dict[str, ModelFields] = {
     "kling-video/v1/standard/image-to-video": V1,
     "kling-video/v1/pro/image-to-video": V1,
@@ -141,7 +141,7 @@ def kling_payload(request: GenerationRequest, model: str) -> dict:
         "model": model,
         "image_url": request.image_url or data_uri(Path(request.image_path)),
         "prompt": request.prompt,
-        "duration": str(duration) if fields.duration_as_text else duration,
+        "duration": duration,
         "cfg_scale": kling_cfg_scale(request),
     }
     if request.negative_prompt:

@@ -67,7 +67,7 @@ def test_a_kling_job_made_through_the_api_completes_with_a_video_that_decodes(ai
     with av.open(io.BytesIO(b"".join(video.streaming_content))) as container:
         assert sum(1 for _ in container.decode(video=0)) == detail["video"]["frames"] >= 14
     sent = aiml_server.submits[0].body
-    assert (sent["prompt"], sent["duration"], sent["negative_prompt"]) == ("The tide comes in", "10", "blur")
+    assert (sent["prompt"], sent["duration"], sent["negative_prompt"]) == ("The tide comes in", 10, "blur")
     assert balance_of(client.user) == 90
 
 

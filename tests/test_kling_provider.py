@@ -64,7 +64,7 @@ def test_a_kling_job_goes_queued_generating_completed_to_a_playable_video(aiml_s
     assert (body["prompt"], body["negative_prompt"], body["duration"], body["cfg_scale"]) == (
         "waves roll in",
         "blur",
-        "5",
+        5,
         0.5,
     )
     assert decoded_size(body["image_url"]) == (1024, 576), "no public address: the frame goes inline"
