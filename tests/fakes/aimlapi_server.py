@@ -40,7 +40,6 @@ import binascii
 import io
 import json
 import secrets
-import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
 
-from tests.fakes.loopback import LoopbackHandler, LoopbackServer
+from tests.fakes.loopback import FailureScript, LoopbackHandler, LoopbackServer
 from tests.fakes.stability_server import sample_mp4
 
 CURRENT = "/v2/video/generations"
@@ -83,27 +82,13 @@ class Generation:
 
 
 @dataclass
-class AimlScript:
+class AimlScript(FailureScript):
+    # fail_next: the next ``count`` calls to ``endpoint`` ("create" or "poll") answer the HTTP
+    # status ``action``, or 200 with broken JSON for "malformed_json".
     statuses: list[str] = field(default_factory=lambda: ["queued", "generating", "completed"])
     never_finish: bool = False
     failure: tuple[str, str] | None = None  # (name, message): the generation ends in "error"
     credits_used: int = 420000
-    failures: list[tuple[int | str, str, float | None]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def fail_next(self, action: int | str, count: int = 1, *, endpoint: str, retry_after: float | None = None) -> None:
-        """The next ``count`` calls to ``endpoint`` ("create" or "poll") answer the
-        HTTP status ``action``, or 200 with broken JSON for "malformed_json"."""
-        with self._lock:
-            self.failures += [(action, endpoint, retry_after)] * count
-
-    def take(self, endpoint: str) -> tuple[int | str, float | None] | None:
-        with self._lock:
-            for index, (action, where, retry_after) in enumerate(self.failures):
-                if where == endpoint:
-                    del self.failures[index]
-                    return action, retry_after
-        return None
 
 
 class Invalid(Exception):

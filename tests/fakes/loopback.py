@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 
@@ -91,3 +91,26 @@ class RecordingHandler(LoopbackHandler):
         self.record = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         self.fake.requests.append(self.record)
         return raw
+
+
+@dataclass
+class FailureScript:
+    """A fake's scripted failures: ``fail_next`` queues them per endpoint (the
+    names each fake's script lists), the handler ``take``s the next one."""
+
+    failures: list[tuple[int | str, str, float | None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fail_next(self, action: int | str, count: int = 1, *, endpoint: str, retry_after: float | None = None) -> None:
+        """The next ``count`` calls to ``endpoint`` answer the HTTP status
+        ``action``, or the fake's named misbehaviour ("malformed_json", ...)."""
+        with self._lock:
+            self.failures += [(action, endpoint, retry_after)] * count
+
+    def take(self, endpoint: str) -> tuple[int | str, float | None] | None:
+        with self._lock:
+            for index, (action, where, retry_after) in enumerate(self.failures):
+                if where == endpoint:
+                    del self.failures[index]
+                    return action, retry_after
+        return None

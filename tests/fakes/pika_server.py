@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import io
 import secrets
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +35,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.fakes.loopback import LoopbackServer, Recorded, RecordingHandler
+from tests.fakes.loopback import FailureScript, LoopbackServer, Recorded, RecordingHandler
 from tests.fakes.stability_server import sample_mp4
 
 ASPECTS = {"16:9": (1024, 576), "9:16": (576, 1024), "1:1": (768, 768), "5:2": (1280, 512)}
@@ -53,26 +52,12 @@ class PikaJob:
 
 
 @dataclass
-class PikaScript:
+class PikaScript(FailureScript):
+    # fail_next: the next ``count`` calls to ``endpoint`` ("generate" or "jobs") answer the HTTP
+    # status ``action``, or 200 with broken JSON for "malformed_json".
     statuses: list[str] = field(default_factory=lambda: ["queued", "pending", "finished"])
     never_finish: bool = False  # stays "pending" for ever
     result: str = "ok"  # "ok", "dead" (404), "html" (200 text/html)
-    failures: list[tuple[int | str, str, float | None]] = field(default_factory=list)  # (action, endpoint, retry_after)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def fail_next(self, action: int | str, count: int = 1, *, endpoint: str, retry_after: float | None = None) -> None:
-        """The next ``count`` calls to ``endpoint`` ("generate" or "jobs") answer
-        the HTTP status ``action``, or 200 with broken JSON for "malformed_json"."""
-        with self._lock:
-            self.failures += [(action, endpoint, retry_after)] * count
-
-    def take(self, endpoint: str) -> tuple[int | str, float | None] | None:
-        with self._lock:
-            for index, (action, where, retry_after) in enumerate(self.failures):
-                if where == endpoint:
-                    del self.failures[index]
-                    return action, retry_after
-        return None
 
 
 class FakePikaServer(LoopbackServer):

@@ -61,7 +61,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.fakes.loopback import LoopbackServer, Recorded, RecordingHandler
+from tests.fakes.loopback import FailureScript, LoopbackServer, Recorded, RecordingHandler
 from tests.fakes.stability_server import sample_mp4
 
 MODELS = (
@@ -102,7 +102,11 @@ class SentHook:
 
 
 @dataclass
-class PipeletScript:
+class PipeletScript(FailureScript):
+    # fail_next: the next ``count`` calls to ``endpoint`` ("create", "status", "cancel" or "result")
+    # answer the HTTP status ``action``, or: "malformed_json" (200 with a body cut inside the JSON),
+    # on "result" also "truncated" (the connection closes halfway through the body), "bad_base64",
+    # "not_mp4".
     queue_positions: list[int] = field(default_factory=lambda: [2, 1, 0])
     progress: list[int] = field(default_factory=lambda: [4, 12, 20])
     outcome: str = "COMPLETED"  # "FAILED", "never"
@@ -114,24 +118,6 @@ class PipeletScript:
     # With finish_after_seconds = 0: the job's webhooks are delivered before its
     # create is answered (a worker that takes and ends it at once).
     hooks_before_answer: bool = False
-    failures: list[tuple[int | str, str, float | None]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def fail_next(self, action: int | str, count: int = 1, *, endpoint: str, retry_after: float | None = None) -> None:
-        """The next ``count`` calls to ``endpoint`` ("create", "status", "cancel"
-        or "result") answer the HTTP status ``action``, or: "malformed_json" (200
-        with a body cut inside the JSON), on "result" also "truncated" (the
-        connection closes halfway through the body), "bad_base64", "not_mp4"."""
-        with self._lock:
-            self.failures += [(action, endpoint, retry_after)] * count
-
-    def take(self, endpoint: str) -> tuple[int | str, float | None] | None:
-        with self._lock:
-            for index, (action, where, retry_after) in enumerate(self.failures):
-                if where == endpoint:
-                    del self.failures[index]
-                    return action, retry_after
-        return None
 
 
 class FakePipeletServer(LoopbackServer):
