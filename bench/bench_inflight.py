@@ -128,6 +128,12 @@ def session_cpu(table: dict[int, tuple[int, float, float]]) -> dict[int, tuple[i
     return totals
 
 
+def cpu_by_name(sessions: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process tree (by session id)."""
+    table = session_cpu(process_table(sessions.values()))
+    return {name: table[sid][1] for name, sid in sessions.items() if sid in table}
+
+
 def cluster_roles(log: Path, main_pid: int) -> dict[int, str]:
     """pid -> role of the qcluster processes, from django-q's start-up lines."""
     roles = {main_pid: "main"}
@@ -332,20 +338,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fake-nagle", action="store_true", help="leave Nagle on in the fake server (~40 ms per small answer)"
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="PostgreSQL (a throwaway database on 127.0.0.1:5432) and django-q2's Redis broker "
+        "(127.0.0.1:6379, db 14) instead of SQLite and the ORM broker",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--ideal-child", metavar="SPEC", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def configure_environment(tmp: Path, floor: float, workers: int, api_key: str) -> None:
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+REDIS_BROKER = "redis://127.0.0.1:6379/14"
+
+
+def scale_database(create: bool) -> str:
+    """A throwaway PostgreSQL database for --scale (made, or dropped)."""
+    import psycopg
+
+    name = f"i2v_bench_inflight_{os.getpid()}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if create:
+            conn.execute(f"CREATE DATABASE {name}")
+    return f"{PG_SERVER}/{name}"
+
+
+def empty_redis_broker() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_BROKER).flushdb()
+
+
+def configure_environment(tmp: Path, floor: float, workers: int, api_key: str, scale: bool) -> None:
     """Everything settings read, set before django.setup() (and inherited by subprocesses)."""
     var = tmp / "var"
     var.mkdir()
+    if scale:
+        empty_redis_broker()
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "i2v_site.settings",
             "I2V_ENV_FILE": str(tmp / "none.env"),  # never the checkout's .env
-            "DATABASE_URL": f"sqlite:///{var / 'bench.sqlite3'}",
+            "DATABASE_URL": scale_database(create=True) if scale else f"sqlite:///{var / 'bench.sqlite3'}",
+            "Q_BROKER_URL": REDIS_BROKER if scale else "",
             "I2V_VAR_DIR": str(var),
             "MEDIA_ROOT": str(tmp / "media"),
             "WORK_DIR": str(tmp / "work"),
@@ -395,7 +432,7 @@ def run(args: argparse.Namespace) -> int:
         stability_server._Handler.disable_nagle_algorithm = not args.fake_nagle
         fake = FakeStabilityServer(api_key="sk-bench-" + secrets.token_hex(8)).start()
         fake.script.min_interval = args.floor
-        configure_environment(tmp, args.floor, args.workers, fake.api_key)
+        configure_environment(tmp, args.floor, args.workers, fake.api_key, args.scale)
         os.environ["STABILITY_BASE_URL"] = fake.base_url
         setup_django()
 
@@ -488,7 +525,17 @@ def run(args: argparse.Namespace) -> int:
         phase_deadline = t0 + deadline_s
         next_report = time.time() + 10
         pending = n
+        # The tracking window: every job submitted, none ready yet. What the
+        # processes spend in it is the cost of keeping jobs in flight alone.
+        track: dict[str, float] = {}
         while time.time() < phase_deadline:
+            now = time.time()
+            if "start" not in track and len(fake.jobs) >= n:
+                track["start"] = now
+                track.update({f"{name} start": cpu for name, cpu in cpu_by_name(sessions).items()})
+            if "start" in track and "end" not in track and now >= t0 + args.min_wait:
+                track["end"] = now
+                track.update({f"{name} end": cpu for name, cpu in cpu_by_name(sessions).items()})
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}; see {worker_log} / {sweeper_log}")
@@ -526,7 +573,8 @@ def run(args: argparse.Namespace) -> int:
         ours_ids = {row["provider_job_id"] for row in rows if row["provider_job_id"]}
         submits_1 = len(fake.jobs)
         gets_1 = sum(1 for r in fake.polls if r.path.rsplit("/", 1)[-1] in ours_ids)
-        ours_gaps = poll_gaps(fake.polls, ours_ids)
+        ours_polls = list(fake.polls)
+        ours_gaps = poll_gaps(ours_polls, ours_ids)
         status_counts: dict[str, int] = {}
         for row in rows:
             status_counts[row["status"]] = status_counts.get(row["status"], 0) + 1
@@ -587,6 +635,15 @@ def run(args: argparse.Namespace) -> int:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        ideal_track: dict[str, float] = {}
+        if "start" in track:
+            # The same window, relative to the phase's start, as phase 1's.
+            window = (t1 + track["start"] - t0, t1 + args.min_wait)
+            for key, at in zip(("start", "end"), window, strict=True):
+                while procs["ideal"].poll() is None and time.time() < at:
+                    time.sleep(0.05)
+                ideal_track[key] = time.time()
+                ideal_track[f"ideal {key}"] = cpu_by_name({"ideal": procs["ideal"].pid}).get("ideal", 0.0)
         code = procs["ideal"].wait(deadline_s + 120)
         ideal_wall = time.time() - t1
         if code != 0 or not result_path.exists():
@@ -613,6 +670,8 @@ def run(args: argparse.Namespace) -> int:
             stop_process(proc)
         if fake is not None:
             fake.stop()
+        if args.scale:
+            scale_database(create=False)
         if args.keep:
             print(f"kept {tmp}")
         else:
@@ -663,7 +722,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(
         f"{n} jobs, poll floor {args.floor:g} s, ready {args.min_wait:g}-{args.min_wait + args.spread:g} s after "
-        f"the start (seed {args.seed}), Q_WORKERS={args.workers}, {os.cpu_count()} CPUs"
+        f"the start (seed {args.seed}), Q_WORKERS={args.workers}, {os.cpu_count()} CPUs, "
+        f"{'PostgreSQL + Redis broker' if args.scale else 'SQLite + ORM broker'}"
     )
     for row in table:
         print("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
@@ -677,7 +737,23 @@ def run(args: argparse.Namespace) -> int:
             f"ours: {tasks} queue tasks run (django-q's 'Processed' log lines), "
             f"{tasks / ours_wall:.1f} per s, {cpu_ours * 1000 / tasks:.1f} ms CPU each"
         )
-    print(f"ratio ours/ideal: p50 {ratio(p50, i50)}, p95 {ratio(p95, i95)}")
+    print(f"ratio ours/ideal: p50 {ratio(p50, i50)}, p95 {ratio(p95, i95)} (goal p95 <= 1.3)")
+    if "end" in track:
+        span = track["end"] - track["start"]
+        cluster = track["qcluster end"] - track["qcluster start"]
+        sweeper = track["sweeper end"] - track["sweeper start"]
+        looks = sum(1 for r in ours_polls if track["start"] <= r.time < track["end"])
+        ideal_cpu = ideal_track["ideal end"] - ideal_track["ideal start"]
+        ideal_span = ideal_track["end"] - ideal_track["start"]
+        print(
+            f"tracking ({n} in flight, none ready, {span:.1f} s from the last submit to the first finish): "
+            f"cluster {100 * cluster / span:.1f}% of one core, sweeper {100 * sweeper / span:.1f}%, "
+            f"ideal poller {100 * ideal_cpu / ideal_span:.1f}%; {looks / span:.0f} polls/s, "
+            f"{1000 * (cluster + sweeper) / max(looks, 1):.2f} ms CPU per poll (cluster + sweeper)"
+        )
+        print(f"goal: cluster under 25% of one core tracking {n} jobs: {'met' if cluster / span < 0.25 else 'MISSED'}")
+    else:
+        print("tracking: no window (jobs were still being submitted when the first was ready; raise --min-wait)")
     print(
         f"ours: jobs created in {created_in:.1f} s, last submit {last_submit:.1f} s after the start, "
         f"{submits_1} submits for {n} jobs, {len(late_submits)} submitted after their scripted finish, "

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import shutil
 from collections.abc import Callable
 from datetime import timedelta
@@ -143,33 +144,51 @@ def claim(job_id) -> Job | None:
     finishes normally, so a job whose step keeps killing its worker is
     quarantined instead of being redelivered forever.
     """
+    claimed = claim_many([job_id])
+    return claimed[0] if claimed else None
+
+
+def claim_many(job_ids: list) -> list[Job]:
+    """``claim`` for a batch of jobs: one UPDATE and one read, whatever its size.
+
+    The rows this call took are told from rows another worker holds by the
+    lease's end, which is made unique to the call (a random part below the
+    millisecond): a batch of polls then costs two statements to claim instead
+    of two per job.
+    """
     now = timezone.now()
-    lease_until = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    lease_until = now + timedelta(seconds=settings.JOB_LEASE_SECONDS, microseconds=secrets.randbelow(999_000))
     claimed = (
-        Job.objects.filter(pk=job_id)
+        Job.objects.filter(pk__in=job_ids)
         .exclude(status__in=Job.FINAL_STATES)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .update(lease_until=lease_until, next_poll_at=lease_until, attempts=F("attempts") + 1)
     )
     if not claimed:
-        return None
-    job = Job.objects.select_related("upload").get(pk=job_id)
-    job.__dict__["_claimed_at"] = now  # a provider's poke after this is for release() to see
-    if job.attempts > settings.JOB_MAX_ATTEMPTS:
-        detail = f"Quarantined after {job.attempts - 1} attempts that did not finish (worker crash or timeout)."
-        if job.error_detail:
-            # A step that raised (storage unreachable, say) left its error here:
-            # without it staff would look for a crash that never happened.
-            detail = f"{detail} Last error recorded: {job.error_detail}"
-        fail(
-            job,
-            "internal_error",
-            "This job could not be processed because of an internal error. It has not been charged; please try again.",
-            detail,
-        )
-        release(job, finished_cleanly=True)
-        return None
-    return job
+        return []
+    jobs = []
+    for job in Job.objects.select_related("upload").filter(pk__in=job_ids, lease_until=lease_until):
+        job.__dict__["_claimed_at"] = now  # a provider's poke after this is for release() to see
+        if job.attempts > settings.JOB_MAX_ATTEMPTS:
+            _quarantine(job)
+        else:
+            jobs.append(job)
+    return jobs
+
+
+def _quarantine(job: Job) -> None:
+    detail = f"Quarantined after {job.attempts - 1} attempts that did not finish (worker crash or timeout)."
+    if job.error_detail:
+        # A step that raised (storage unreachable, say) left its error here:
+        # without it staff would look for a crash that never happened.
+        detail = f"{detail} Last error recorded: {job.error_detail}"
+    fail(
+        job,
+        "internal_error",
+        "This job could not be processed because of an internal error. It has not been charged; please try again.",
+        detail,
+    )
+    release(job, finished_cleanly=True)
 
 
 def defer(job: Job, **fields) -> None:
@@ -189,23 +208,44 @@ def release(job: Job, *, finished_cleanly: bool) -> None:
     which someone else may have changed meanwhile, is final; now when a
     provider's webhook poked the job while we held it, since our look may have
     come too early) and what was deferred: one UPDATE."""
-    fields = {"lease_until": None, **_take_deferred(job)}
-    if finished_cleanly:
-        fields["attempts"] = 0
+    release_many([job], finished_cleanly=finished_cleanly)
+
+
+def release_many(jobs: list[Job], *, finished_cleanly: bool) -> None:
+    """``release`` for a batch, in one transaction: jobs that write the same
+    values (a batch of polls that all heard "still running", given one due
+    time) share one UPDATE."""
     now = timezone.now()
-    next_poll_at = job.next_poll_at or now
-    whens = [When(status__in=Job.FINAL_STATES, then=Value(None))]
-    claimed_at = job.__dict__.pop("_claimed_at", None)
-    if claimed_at is not None:
-        whens.append(When(poked_at__gte=claimed_at, then=Value(min(now, next_poll_at))))
-    Job.objects.filter(pk=job.pk).update(next_poll_at=Case(*whens, default=Value(next_poll_at)), **fields)
+    groups: dict = {}
+    for job in jobs:
+        fields = {"lease_until": None, **_take_deferred(job)}
+        if finished_cleanly:
+            fields["attempts"] = 0
+        next_poll_at = job.next_poll_at or now
+        claimed_at = job.__dict__.pop("_claimed_at", None)
+        try:
+            key = (next_poll_at, claimed_at, *sorted(fields.items()))
+            hash(key)
+        except TypeError:  # a value that is no key (a dict of provider data): a group of its own
+            key = (job.pk,)
+        groups.setdefault(key, (next_poll_at, claimed_at, fields, []))[3].append(job.pk)
+    with transaction.atomic():
+        for next_poll_at, claimed_at, fields, pks in groups.values():
+            whens = [When(status__in=Job.FINAL_STATES, then=Value(None))]
+            if claimed_at is not None:
+                whens.append(When(poked_at__gte=claimed_at, then=Value(min(now, next_poll_at))))
+            Job.objects.filter(pk__in=pks).update(next_poll_at=Case(*whens, default=Value(next_poll_at)), **fields)
 
 
 def advance(job_id) -> None:
     """Run the job's steps until it is final or has to wait."""
     job = claim(job_id)
-    if job is None:
-        return
+    if job is not None:
+        run_claimed(job)
+
+
+def run_claimed(job: Job) -> None:
+    """The steps of a job this worker holds the lease of, then the release."""
     try:
         while job.status not in Job.FINAL_STATES:
             before = job.status
@@ -217,15 +257,20 @@ def advance(job_id) -> None:
                 if job.status == before:
                     break
     except Exception as exc:
-        # An unexpected error: keep the attempt counted (no clean finish), and
-        # look again after a pause; repeated failures end in quarantine.
-        log.exception("job %s: step for %s raised", job.pk, job.status)
-        job.next_poll_at = timezone.now() + timedelta(seconds=_backoff(job.attempts))
-        job.error_detail = f"{type(exc).__name__}: {exc}"[:10000]
-        defer(job, error_detail=job.error_detail)
+        step_raised(job, exc)
         release(job, finished_cleanly=False)
         return
     release(job, finished_cleanly=True)
+
+
+def step_raised(job: Job, exc: Exception) -> None:
+    """An unexpected error: keep the attempt counted (no clean finish), and
+    look again after a pause; repeated failures end in quarantine. The caller
+    releases the job, not cleanly."""
+    log.error("job %s: step for %s raised", job.pk, job.status, exc_info=exc)
+    job.next_poll_at = timezone.now() + timedelta(seconds=_backoff(job.attempts))
+    job.error_detail = f"{type(exc).__name__}: {exc}"[:10000]
+    defer(job, error_detail=job.error_detail)
 
 
 def _backoff(attempt: int, retry_after: float | None = None, floor: float = 0.0) -> float:
@@ -443,14 +488,30 @@ def _cancel_quietly(cancel: Callable[[], object], job: Job) -> None:
 
 def step_poll(job: Job) -> Next:
     provider = get_provider(job.provider)
-    now = timezone.now()
+    context = begin_poll(job, provider)
+    if context is None:
+        return Next.WAIT
+    try:
+        outcome: PollState | ProviderError = provider.poll(job.provider_job_id, context)
+    except ProviderError as exc:
+        outcome = exc
+    return finish_poll(job, provider, outcome)
+
+
+def begin_poll(job: Job, provider, now=None) -> PollContext | None:
+    """What a poll needs, or None when the job must not be polled now (its
+    provider's floor has not passed: ``next_poll_at`` says when; or it ran out
+    of time and has been failed). The look itself (``provider.poll``) touches
+    no database, so a batch of them can run side by side (given one ``now``,
+    the looks of a batch that all hear "still running" write the same values)."""
+    now = now or timezone.now()
     floor = provider.min_poll_interval
     # A duplicate delivery honours the provider's poll floor regardless; a
     # provider's own "look now" only the least gap between two looks.
     gap = min(floor, MIN_POLL_GAP) if poked(job) else floor
     if job.last_polled_at and (now - job.last_polled_at).total_seconds() < gap:
         job.next_poll_at = job.last_polled_at + timedelta(seconds=gap)
-        return Next.WAIT
+        return None
     if job.submitted_at and now > job.submitted_at + timedelta(seconds=settings.MAX_CHECK_TIME):
         if provider.supports_cancel:
             try:
@@ -463,20 +524,23 @@ def step_poll(job: Job) -> Next:
             _timeout_message(job),
             f"No result after {settings.MAX_CHECK_TIME} s (MAX_CHECK_TIME).",
         )
-        return Next.WAIT
+        return None
 
     defer(job, last_polled_at=now, polls=F("polls") + 1)
     job.last_polled_at = now
-    context = PollContext(
+    return PollContext(
         video_path=media.work_dir(job) / "video.mp4",
         poster_path=media.work_dir(job) / "poster.jpg",
         report=_progress_reporter(job),
     )
-    try:
-        state = provider.poll(job.provider_job_id, context)
-    except ProviderError as exc:
-        return _provider_trouble(job, exc, "checking on")
-    return _apply_poll_state(job, state, floor)
+
+
+def finish_poll(job: Job, provider, outcome: PollState | ProviderError, now=None) -> Next:
+    """Act on what a poll heard. ``now`` is when the look ended (for a batch,
+    when the last of its looks did), from which the next look is timed."""
+    if isinstance(outcome, ProviderError):
+        return _provider_trouble(job, outcome, "checking on")
+    return _apply_poll_state(job, outcome, provider.min_poll_interval, now)
 
 
 def poked(job: Job) -> bool:
@@ -485,8 +549,8 @@ def poked(job: Job) -> bool:
     return job.poked_at is not None and (job.last_polled_at is None or job.poked_at > job.last_polled_at)
 
 
-def _apply_poll_state(job: Job, state: PollState, floor: float) -> Next:
-    now = timezone.now()
+def _apply_poll_state(job: Job, state: PollState, floor: float, now=None) -> Next:
+    now = now or timezone.now()
     if state.provider_data and any(job.provider_response.get(k) != v for k, v in state.provider_data.items()):
         # Written with whatever this poll writes next (its transition or the lease's release).
         job.provider_response = {**job.provider_response, **state.provider_data}

@@ -10,7 +10,7 @@ from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
-from jobs import pipeline
+from jobs import pipeline, poll_batch
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +50,20 @@ def advance_jobs(job_ids: list[str]) -> None:
     """Poll a batch of jobs that are waiting on a remote provider.
 
     One queue task per poll spent most of its time in the queue's own
-    bookkeeping (see bench/RESULTS.md); a batch pays that once. Each job is
-    still claimed on its own, so a batch delivered twice changes nothing.
+    bookkeeping (see bench/RESULTS.md); a batch pays that once, and its
+    claim and release (``jobs.poll_batch``) a few statements. Each job is
+    still claimed by compare-and-set, so a batch delivered twice changes nothing.
     """
-    if Conf.SYNC or len(job_ids) == 1:
-        # In-process mode runs inside the caller's transaction: no threads.
-        for job_id in job_ids:
-            _advance(job_id)
-        return
-
-    def run(job_id: str) -> None:
-        try:
-            _advance(job_id)
-        finally:
-            connection.close()  # each thread has its own connection
-
-    with ThreadPoolExecutor(max_workers=min(BATCH_THREADS, len(job_ids))) as pool:
-        for future in [pool.submit(run, job_id) for job_id in job_ids]:
-            future.result()
+    try:
+        if Conf.SYNC:
+            poll_batch.advance_batch(job_ids, poll_batch.InlineExecutor())
+            return
+        with ThreadPoolExecutor(max_workers=min(BATCH_THREADS, len(job_ids))) as pool:
+            poll_batch.advance_batch(job_ids, pool)
+    except (OperationalError, InterfaceError) as exc:
+        # Claimed jobs are taken up again when their leases run out.
+        log.warning("a batch of %d job(s): database unavailable (%s); it will be taken up again", len(job_ids), exc)
+        connection.close()
 
 
 def enqueue_batch(job_ids: list) -> None:

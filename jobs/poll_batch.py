@@ -1,0 +1,130 @@
+"""A batch of jobs waiting on remote providers, looked at together.
+
+With a thousand jobs in flight the work of a poll is mostly bookkeeping: the
+provider's answer ("still running") takes one HTTP request, and the claim,
+the read and the release took a statement each, a commit each on SQLite, and
+a database connection per thread. Here the batch is claimed with one UPDATE
+and one read, the looks run side by side on threads that touch no database,
+and the jobs that heard "still running" are released together, one UPDATE
+per set of values written (usually one for the batch). A job whose look
+moved it on (a result to store, a failure) goes on alone, as ``advance``
+would take it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+
+from django.db import InterfaceError, OperationalError, connection
+from django.utils import timezone
+
+from jobs import pipeline
+from jobs.models import Job
+from providers.base import ProviderError
+from providers.registry import UnknownProvider, get_provider, provider_class
+
+log = logging.getLogger(__name__)
+
+
+def advance_batch(job_ids: list, pool: Executor) -> None:
+    """Claim ``job_ids`` and poll those that wait on a provider; ``pool`` runs
+    the looks (and the few jobs that need their own steps, such as a CLIP check)."""
+    jobs = pipeline.claim_many(job_ids)
+    polls = [job for job in jobs if _polled(job)]
+    threaded = not isinstance(pool, InlineExecutor)
+    alone = [pool.submit(_run_alone, job, threaded) for job in jobs if not _polled(job)]
+    try:
+        _poll_together(polls, pool)
+    finally:
+        for future in alone:
+            future.result()
+
+
+def _polled(job: Job) -> bool:
+    if job.status not in Job.PROVIDER_STATES:
+        return False
+    try:
+        return not provider_class(job.provider).renders_inline
+    except UnknownProvider:
+        return False
+
+
+def _poll_together(jobs: list[Job], pool: Executor) -> None:
+    waiting: list[Job] = []
+    troubled: list[Job] = []
+    looks: list[tuple[Job, object, Future]] = []
+    started_at = timezone.now()
+    for job in jobs:
+        try:
+            provider = get_provider(job.provider)
+            context = pipeline.begin_poll(job, provider, started_at)
+        except Exception as exc:
+            pipeline.step_raised(job, exc)
+            troubled.append(job)
+            continue
+        if context is None:
+            waiting.append(job)
+        else:
+            looks.append((job, provider, pool.submit(_look, provider, job.provider_job_id, context)))
+    outcomes = []
+    for job, provider, future in looks:
+        try:
+            outcomes.append((job, provider, future.result()))
+        except Exception as exc:
+            pipeline.step_raised(job, exc)
+            troubled.append(job)
+    # One time for the whole batch, taken after its last look: the next look
+    # of each is timed from it, so none comes sooner than its floor allows,
+    # and the jobs that heard "still running" write the same due time.
+    looked_at = timezone.now()
+    for job, provider, outcome in outcomes:
+        before = job.status
+        try:
+            step = pipeline.finish_poll(job, provider, outcome, looked_at)
+            if step is pipeline.Next.CONTINUE and job.status == before:
+                job.refresh_from_db()  # our compare-and-set lost (a cancel, say)
+                step = pipeline.Next.WAIT if job.status == before else step
+        except Exception as exc:
+            pipeline.step_raised(job, exc)
+            troubled.append(job)
+            continue
+        if step is pipeline.Next.CONTINUE:
+            pipeline.run_claimed(job)  # a result to store: its own steps and release
+        else:
+            waiting.append(job)
+    pipeline.release_many(waiting, finished_cleanly=True)
+    pipeline.release_many(troubled, finished_cleanly=False)
+
+
+def _look(provider, provider_job_id: str, context):
+    """The provider's answer, or the ProviderError it raised (an answer too)."""
+    try:
+        return provider.poll(provider_job_id, context)
+    except ProviderError as exc:
+        return exc
+
+
+def _run_alone(job: Job, threaded: bool) -> None:
+    try:
+        pipeline.run_claimed(job)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("job %s: database unavailable (%s); it will be taken up again once it is back", job.pk, exc)
+    finally:
+        if threaded:
+            connection.close()  # the pool thread's own connection
+
+
+class InlineExecutor(Executor):
+    """Runs each call at once in the caller's thread: in-process mode (tests,
+    ``Q_SYNC``) runs inside the caller's transaction, where threads would not
+    see its rows."""
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
