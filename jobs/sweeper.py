@@ -60,25 +60,32 @@ def due_jobs(now=None):
 # batch to a task (``POLL_BATCH``): with a thousand jobs in flight, waking for
 # each due time would make a task per poll. A poll is at most this late.
 MIN_PAUSE = 0.1
+# With many jobs in flight the sweeper may wait this much longer for a whole
+# batch to fall due: a tenth of the tasks, sweeps and claims for polls at most
+# this late (the provider's floor is seconds; this is a fraction of one).
+GATHER_PAUSE = 0.4
 
 
 def pause_before_next_sweep(now=None) -> float:
     """How long the sweeper may sleep: ``SWEEP_INTERVAL``, or less when a job
     falls due sooner, so a poll goes out at its floor rather than up to a whole
     interval after it (the latency a provider's poll floor already costs is
-    enough). Jobs already due are leased or were just handed over; the
-    interval covers them."""
+    enough); at least ``MIN_PAUSE``, and up to ``GATHER_PAUSE`` while the
+    next ``POLL_BATCH`` due times come that soon, so they go out as one batch.
+    Jobs already due are leased or were just handed over; the interval covers them."""
     now = now or timezone.now()
-    upcoming = (
+    upcoming = list(
         Job.objects.exclude(status__in=Job.FINAL_STATES)
         .filter(next_poll_at__gt=now)
         .order_by("next_poll_at")
-        .values_list("next_poll_at", flat=True)
-        .first()
+        .values_list("next_poll_at", flat=True)[:POLL_BATCH]
     )
     pause = settings.SWEEP_INTERVAL
-    if upcoming is not None:
-        pause = min(pause, max((upcoming - now).total_seconds(), MIN_PAUSE))
+    if upcoming:
+        pause = min(pause, max((upcoming[0] - now).total_seconds(), MIN_PAUSE))
+    if len(upcoming) == POLL_BATCH:
+        batch_due = (upcoming[-1] - now).total_seconds()
+        pause = max(pause, min(batch_due, GATHER_PAUSE, settings.SWEEP_INTERVAL))
     return pause
 
 
