@@ -7,7 +7,7 @@ PORT ?= 8000
 BIND ?= 127.0.0.1:$(PORT)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks bench-hooks bench-hooks-pipelet bench-hot-read bench-enqueue bench-gauntlet clean
+.PHONY: run test setup lint bench-render bench-inflight bench-inflight-scale bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks bench-hooks bench-hooks-pipelet bench-hot-read bench-enqueue bench-gauntlet clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-render: setup
 
 bench-inflight: setup
 	$(PY) bench/bench_inflight.py
+
+bench-inflight-scale: setup
+	$(PY) bench/bench_inflight.py --scale
 
 bench-throttle: setup
 	$(PY) bench/bench_throttle.py

@@ -2,11 +2,16 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_inflight.py [--jobs 500] [--floor 2] [--spread 40]
+    .venv/bin/python bench/bench_inflight.py [--scale] [--jobs 1000] [--floor 10] [--min-wait 40] [--spread 40]
 
-Everything runs on 127.0.0.1 in a throwaway directory: its own SQLite file,
-media and scratch folders, and the fake Stability server (tests/fakes) in
-this process. The fake refuses (429) any poll of a job sooner than ``--floor``
+(``make bench-inflight`` and ``make bench-inflight-scale``: issue 13's figure,
+1,000 jobs in flight at Stability's 10 s floor, on SQLite and the ORM broker,
+and with ``--scale`` on PostgreSQL and django-q2's Redis broker.)
+
+Everything runs on 127.0.0.1 in a throwaway directory: its own SQLite file
+(with ``--scale``, a throwaway database on the local PostgreSQL and db 14 of
+the local Redis), media and scratch folders, and the fake Stability server
+(tests/fakes) in this process. The fake refuses (429) any poll of a job sooner than ``--floor``
 seconds after the last one, and job ``i`` becomes ready at a scripted time,
 uniformly random (seeded) between ``--min-wait`` and ``--min-wait +
 --spread`` seconds after the start of the phase.
@@ -21,7 +26,10 @@ completion latency (the job's ``completed`` JobEvent minus the moment the
 fake made its result ready), the fake's own fetch latency (first 200 with the
 video minus ready), result GETs per job, floor violations, and the CPU time of
 every process of the cluster and of the sweeper (``/proc``, start-up
-excluded).
+excluded). The tracking window is the stretch from the last submit to the
+first finish (``--min-wait`` s after the start): every job in flight, none
+ready, so what the processes spend in it is the cost of tracking alone; the
+ideal poller's CPU is read over the same window of its phase.
 
 Phase 2, the ideal poller: a fresh batch of the same number of jobs on the
 same fake, with the same finish times relative to the phase start and the
@@ -35,9 +43,9 @@ do; the load average at the start and the end is printed with the figures.
 The fake runs with TCP_NODELAY (``--fake-nagle`` leaves Nagle on, as the
 fake ships: every small answer then waits ~40 ms for a delayed ACK).
 
-The default floor is 2 s (5x Stability's real poll rate); a default run takes
-about three minutes on 2 cores, longer when the queue falls behind.
-``--floor 10`` is Stability's real floor. Cluster, sweeper and ideal-poller
+A default run takes about five minutes on 2 cores. ``--floor 2`` (5x
+Stability's real poll rate) is the earlier figure's configuration, with
+``--jobs 500 --min-wait 20``. Cluster, sweeper and ideal-poller
 logs are kept in bench/out/.
 """
 
@@ -325,11 +333,9 @@ def ideal_child(spec_path: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=500, help="jobs in flight (default 500)")
-    parser.add_argument(
-        "--floor", type=float, default=2.0, help="poll floor in seconds (default 2; Stability's real one is 10)"
-    )
-    parser.add_argument("--min-wait", type=float, default=20.0, help="earliest finish, s after the start (default 20)")
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs in flight (default 1000)")
+    parser.add_argument("--floor", type=float, default=10.0, help="poll floor in seconds (default 10, Stability's)")
+    parser.add_argument("--min-wait", type=float, default=40.0, help="earliest finish, s after the start (default 40)")
     parser.add_argument("--spread", type=float, default=40.0, help="finish times spread over this many s (default 40)")
     parser.add_argument("--workers", type=int, default=2, help="Q_WORKERS for the qcluster (default 2)")
     parser.add_argument("--threads", type=int, default=64, help="threads of the ideal poller (default 64)")
