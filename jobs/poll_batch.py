@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from jobs import pipeline
@@ -32,11 +32,13 @@ def advance_batch(job_ids: list, pool: Executor) -> None:
     """Claim ``job_ids`` and poll those that wait on a provider; ``pool`` runs
     the looks (and the few jobs that need their own steps, such as a CLIP check)."""
     jobs = pipeline.claim_many(job_ids)
-    polls = [job for job in jobs if _polled(job)]
     threaded = not isinstance(pool, InlineExecutor)
     alone = [pool.submit(_run_alone, job, threaded) for job in jobs if not _polled(job)]
     try:
-        _poll_together(polls, pool)
+        for job in _poll_together([job for job in jobs if _polled(job)], pool):
+            # A result to store (or whatever the look moved it on to): its own
+            # steps and release, beside the others' (each waits on its commits).
+            alone.append(pool.submit(_run_alone, job, threaded))
     finally:
         for future in alone:
             future.result()
@@ -51,7 +53,10 @@ def _polled(job: Job) -> bool:
         return False
 
 
-def _poll_together(jobs: list[Job], pool: Executor) -> None:
+def _poll_together(jobs: list[Job], pool: Executor) -> list[Job]:
+    """Look at ``jobs`` side by side and release those that wait; returns those
+    whose look moved them on, still held, for their next steps."""
+    moved_on: list[Job] = []
     waiting: list[Job] = []
     troubled: list[Job] = []
     looks: list[tuple[Job, object, Future]] = []
@@ -79,23 +84,30 @@ def _poll_together(jobs: list[Job], pool: Executor) -> None:
     # of each is timed from it, so none comes sooner than its floor allows,
     # and the jobs that heard "still running" write the same due time.
     looked_at = timezone.now()
-    for job, provider, outcome in outcomes:
-        before = job.status
-        try:
-            step = pipeline.finish_poll(job, provider, outcome, looked_at)
-            if step is pipeline.Next.CONTINUE and job.status == before:
-                job.refresh_from_db()  # our compare-and-set lost (a cancel, say)
-                step = pipeline.Next.WAIT if job.status == before else step
-        except Exception as exc:
-            pipeline.step_raised(job, exc)
-            troubled.append(job)
-            continue
-        if step is pipeline.Next.CONTINUE:
-            pipeline.run_claimed(job)  # a result to store: its own steps and release
-        else:
-            waiting.append(job)
-    pipeline.release_many(waiting, finished_cleanly=True)
-    pipeline.release_many(troubled, finished_cleanly=False)
+    # What the looks heard is written in one transaction: on PostgreSQL
+    # every commit waits for a disk flush (milliseconds), and a batch's first
+    # looks each move a job from submitted to running. A database error
+    # aborts the batch (its leases run out and it is taken up again); any
+    # other error is that job's alone, and whatever it wrote went through a
+    # transition's own savepoint.
+    with transaction.atomic():
+        for job, provider, outcome in outcomes:
+            before = job.status
+            try:
+                step = pipeline.finish_poll(job, provider, outcome, looked_at)
+                if step is pipeline.Next.CONTINUE and job.status == before:
+                    job.refresh_from_db()  # our compare-and-set lost (a cancel, say)
+                    step = pipeline.Next.WAIT if job.status == before else step
+            except DatabaseError:
+                raise
+            except Exception as exc:
+                pipeline.step_raised(job, exc)
+                troubled.append(job)
+                continue
+            (moved_on if step is pipeline.Next.CONTINUE else waiting).append(job)
+        pipeline.release_many(waiting, finished_cleanly=True)
+        pipeline.release_many(troubled, finished_cleanly=False)
+    return moved_on
 
 
 def _look(provider, provider_job_id: str, context):

@@ -42,8 +42,18 @@ def _advance(job_id: str) -> None:
         connection.close()  # a broken connection is not reused by the next task
 
 
-# Threads per batch: polls mostly wait on the provider's network answer.
+# Threads for a batch's looks: polls mostly wait on the provider's answer.
 BATCH_THREADS = 8
+_pool: ThreadPoolExecutor | None = None
+
+
+def _poll_pool() -> ThreadPoolExecutor:
+    """One pool per worker process, made on its first batch (after the fork):
+    starting eight threads per batch cost more than a batch's claim."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=BATCH_THREADS, thread_name_prefix="poll")
+    return _pool
 
 
 def advance_jobs(job_ids: list[str]) -> None:
@@ -55,11 +65,8 @@ def advance_jobs(job_ids: list[str]) -> None:
     still claimed by compare-and-set, so a batch delivered twice changes nothing.
     """
     try:
-        if Conf.SYNC:
-            poll_batch.advance_batch(job_ids, poll_batch.InlineExecutor())
-            return
-        with ThreadPoolExecutor(max_workers=min(BATCH_THREADS, len(job_ids))) as pool:
-            poll_batch.advance_batch(job_ids, pool)
+        pool = poll_batch.InlineExecutor() if Conf.SYNC else _poll_pool()
+        poll_batch.advance_batch(job_ids, pool)
     except (OperationalError, InterfaceError) as exc:
         # Claimed jobs are taken up again when their leases run out.
         log.warning("a batch of %d job(s): database unavailable (%s); it will be taken up again", len(job_ids), exc)
