@@ -42,11 +42,12 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from jobs import ledger, links, media
+from jobs.infra_errors import is_infrastructure_error
 from jobs.models import Job, JobEvent
 from jobs.provider_hooks import links as hook_links
 from jobs.webhooks import outbox
@@ -59,6 +60,10 @@ log = logging.getLogger(__name__)
 
 # Backoff for retryable provider errors when the provider gave no Retry-After.
 RETRY_BACKOFF = (2.0, 5.0, 10.0, 30.0, 60.0)
+# A step that could not reach storage, the database or the broker looks
+# again after 2.5-5 s (jittered so that the waiting jobs do not all come at once).
+INFRA_RETRY_WAIT = 5.0
+INFRA_STATUS = "Delayed by an outage on our side;"
 # Even a provider with no poll floor is not asked more than twice a second.
 MIN_POLL_GAP = 0.5
 
@@ -217,6 +222,9 @@ def advance(job_id) -> None:
                 if job.status == before:
                     break
     except Exception as exc:
+        if is_infrastructure_error(exc):
+            _infrastructure_trouble(job, exc)
+            return
         # An unexpected error: keep the attempt counted (no clean finish), and
         # look again after a pause; repeated failures end in quarantine.
         log.exception("job %s: step for %s raised", job.pk, job.status)
@@ -226,6 +234,44 @@ def advance(job_id) -> None:
         release(job, finished_cleanly=False)
         return
     release(job, finished_cleanly=True)
+
+
+def _infrastructure_trouble(job: Job, exc: Exception) -> None:
+    """A step failed because storage, the database or the broker was out of
+    reach: not the job's fault, so the attempt is given back (a crash still
+    counts, as no handler runs) and the job looks again within a few seconds,
+    so it resumes soon after the outage ends, until its own time limit."""
+    error = f"{type(exc).__name__}: {exc}"[:10000]
+    log.warning("job %s: step for %s could not reach a service: %s", job.pk, job.status, error)
+    try:
+        started = job.submitted_at or job.created_at
+        if timezone.now() > started + timedelta(seconds=settings.MAX_CHECK_TIME):
+            fail(job, "timed_out", _outage_timeout_message(), f"Out of time (MAX_CHECK_TIME) during an outage: {error}")
+            release(job, finished_cleanly=True)
+            return
+        # No growth with repeats: a retry costs one claim and one refused
+        # connection, and a longer pause would only delay the recovery.
+        wait = random.uniform(INFRA_RETRY_WAIT / 2, INFRA_RETRY_WAIT)
+        job.next_poll_at = timezone.now() + timedelta(seconds=wait)
+        job.error_detail = error
+        if not job.status_message.startswith(INFRA_STATUS):
+            note(job, f"A service was unreachable: {error[:200]}; retrying every few seconds")
+        message = f"{INFRA_STATUS} trying again in {wait:.0f} s."
+        defer(job, error_detail=error, status_message=message[:255], attempts=F("attempts") - 1)
+        release(job, finished_cleanly=False)
+    except (OperationalError, InterfaceError):
+        # The database itself is out: nothing can be written, so the lease runs
+        # out and the job is taken up again (counted, like a crash).
+        log.warning("job %s: database unavailable; the job waits for its lease to run out", job.pk)
+
+
+def _outage_timeout_message() -> str:
+    limit = settings.MAX_CHECK_TIME
+    span = f"{limit // 60} minutes" if limit >= 120 else f"{limit} seconds"
+    return (
+        f"This job could not be finished within {span} because of an outage on our side. "
+        "It has not been charged; please try again."
+    )
 
 
 def _backoff(attempt: int, retry_after: float | None = None, floor: float = 0.0) -> float:
