@@ -88,10 +88,14 @@ def connection_owner(client_port: int, candidates: list[int]) -> int | None:
 def catch_a_poll(fake: FakeStabilityServer, cluster: Cluster) -> tuple[ResultHold, int]:
     """A worker process caught in the middle of a provider poll, and its pid."""
     hold = fake.script.hold_next_result()
-    wait_until(hold.arrived.is_set, 60, lambda: f"no poll came; log:\n{cluster.log_text()[-3000:]}")
-    workers = [pid for name in ("runworker", "runworker2") for pid in descendants(cluster.procs[name].pid)]
-    pid = connection_owner(hold.client_port, workers)
-    assert pid is not None, f"no worker process holds the connection from port {hold.client_port}"
+    try:
+        wait_until(hold.arrived.is_set, 60, lambda: f"no poll came; log:\n{cluster.log_text()[-3000:]}")
+        workers = [pid for name in ("runworker", "runworker2") for pid in descendants(cluster.procs[name].pid)]
+        pid = connection_owner(hold.client_port, workers)
+        assert pid is not None, f"no worker process holds the connection from port {hold.client_port}"
+    except BaseException:
+        hold.release.set()  # the fake's stop waits for the request's thread
+        raise
     return hold, pid
 
 
