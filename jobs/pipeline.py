@@ -44,6 +44,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from jobs import ledger, links, media
@@ -257,7 +258,8 @@ def _infrastructure_trouble(job: Job, exc: Exception) -> None:
         if not job.status_message.startswith(INFRA_STATUS):
             note(job, f"A service was unreachable: {error[:200]}; retrying every few seconds")
         message = f"{INFRA_STATUS} trying again in {wait:.0f} s."
-        defer(job, error_detail=error, status_message=message[:255], attempts=F("attempts") - 1)
+        # Greatest: a worker that outlived its lease may find the count reset by the next holder.
+        defer(job, error_detail=error, status_message=message[:255], attempts=Greatest(F("attempts") - 1, 0))
         release(job, finished_cleanly=False)
     except (OperationalError, InterfaceError):
         # The database itself is out: nothing can be written, so the lease runs

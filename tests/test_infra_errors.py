@@ -177,3 +177,20 @@ def test_a_database_outage_mid_step_leaves_the_job_to_its_lease(stability_server
     job.refresh_from_db()
     assert job.status == Job.RUNNING
     assert job.lease_until > timezone.now()  # taken up again once it runs out
+
+
+def test_an_outage_met_after_the_lease_ran_out_and_another_worker_finished_never_counts_below_zero(
+    stability_server, monkeypatch
+):
+    stability_server.script.never_finish = True
+    job = advance(make_job(provider="stability"))
+
+    def slow_poll_then_outage(self, *args):
+        Job.objects.filter(pk=job.pk).update(attempts=0)  # the next holder finished cleanly meanwhile
+        raise ReadTimeoutError(endpoint_url="http://s3.test/videos")
+
+    monkeypatch.setattr("providers.stability.StabilityProvider.poll", slow_poll_then_outage)
+    make_due(job)
+    job = advance(job)
+
+    assert job.attempts == 0 and job.status == Job.RUNNING
