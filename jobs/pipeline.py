@@ -43,11 +43,13 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from jobs import ledger, links, media
+from jobs.infra_errors import is_infrastructure_error
 from jobs.models import Job, JobEvent
 from jobs.provider_hooks import links as hook_links
 from jobs.webhooks import outbox
@@ -60,6 +62,10 @@ log = logging.getLogger(__name__)
 
 # Backoff for retryable provider errors when the provider gave no Retry-After.
 RETRY_BACKOFF = (2.0, 5.0, 10.0, 30.0, 60.0)
+# A step that could not reach storage, the database or the broker looks
+# again after 2.5-5 s (jittered so that the waiting jobs do not all come at once).
+INFRA_RETRY_WAIT = 5.0
+INFRA_STATUS = "Delayed by an outage on our side;"
 # Even a provider with no poll floor is not asked more than twice a second.
 MIN_POLL_GAP = 0.5
 
@@ -257,10 +263,19 @@ def run_claimed(job: Job) -> None:
                 if job.status == before:
                     break
     except Exception as exc:
-        step_raised(job, exc)
-        release(job, finished_cleanly=False)
+        handle_step_error(job, exc)
         return
     release(job, finished_cleanly=True)
+
+
+def handle_step_error(job: Job, exc: Exception) -> None:
+    """A step raised: an outage (``_infrastructure_trouble``) or anything else
+    (``step_raised``). Either way the job is released."""
+    if is_infrastructure_error(exc):
+        _infrastructure_trouble(job, exc)
+        return
+    step_raised(job, exc)
+    release(job, finished_cleanly=False)
 
 
 def step_raised(job: Job, exc: Exception) -> None:
@@ -271,6 +286,45 @@ def step_raised(job: Job, exc: Exception) -> None:
     job.next_poll_at = timezone.now() + timedelta(seconds=_backoff(job.attempts))
     job.error_detail = f"{type(exc).__name__}: {exc}"[:10000]
     defer(job, error_detail=job.error_detail)
+
+
+def _infrastructure_trouble(job: Job, exc: Exception) -> None:
+    """A step failed because storage, the database or the broker was out of
+    reach: not the job's fault, so the attempt is given back (a crash still
+    counts, as no handler runs) and the job looks again within a few seconds,
+    so it resumes soon after the outage ends, until its own time limit."""
+    error = f"{type(exc).__name__}: {exc}"[:10000]
+    log.warning("job %s: step for %s could not reach a service: %s", job.pk, job.status, error)
+    try:
+        started = job.submitted_at or job.created_at
+        if timezone.now() > started + timedelta(seconds=settings.MAX_CHECK_TIME):
+            fail(job, "timed_out", _outage_timeout_message(), f"Out of time (MAX_CHECK_TIME) during an outage: {error}")
+            release(job, finished_cleanly=True)
+            return
+        # No growth with repeats: a retry costs one claim and one refused
+        # connection, and a longer pause would only delay the recovery.
+        wait = random.uniform(INFRA_RETRY_WAIT / 2, INFRA_RETRY_WAIT)
+        job.next_poll_at = timezone.now() + timedelta(seconds=wait)
+        job.error_detail = error
+        if not job.status_message.startswith(INFRA_STATUS):
+            note(job, f"A service was unreachable: {error[:200]}; retrying every few seconds")
+        message = f"{INFRA_STATUS} trying again in {wait:.0f} s."
+        # Greatest: a worker that outlived its lease may find the count reset by the next holder.
+        defer(job, error_detail=error, status_message=message[:255], attempts=Greatest(F("attempts") - 1, 0))
+        release(job, finished_cleanly=False)
+    except (OperationalError, InterfaceError):
+        # The database itself is out: nothing can be written, so the lease runs
+        # out and the job is taken up again (counted, like a crash).
+        log.warning("job %s: database unavailable; the job waits for its lease to run out", job.pk)
+
+
+def _outage_timeout_message() -> str:
+    limit = settings.MAX_CHECK_TIME
+    span = f"{limit // 60} minutes" if limit >= 120 else f"{limit} seconds"
+    return (
+        f"This job could not be finished within {span} because of an outage on our side. "
+        "It has not been charged; please try again."
+    )
 
 
 def _backoff(attempt: int, retry_after: float | None = None, floor: float = 0.0) -> float:

@@ -58,7 +58,6 @@ def _poll_together(jobs: list[Job], pool: Executor) -> list[Job]:
     whose look moved them on, still held, for their next steps."""
     moved_on: list[Job] = []
     waiting: list[Job] = []
-    troubled: list[Job] = []
     looks: list[tuple[Job, object, Future]] = []
     started_at = timezone.now()
     for job in jobs:
@@ -66,8 +65,7 @@ def _poll_together(jobs: list[Job], pool: Executor) -> list[Job]:
             provider = get_provider(job.provider)
             context = pipeline.begin_poll(job, provider, started_at)
         except Exception as exc:
-            pipeline.step_raised(job, exc)
-            troubled.append(job)
+            pipeline.handle_step_error(job, exc)
             continue
         if context is None:
             waiting.append(job)
@@ -78,8 +76,7 @@ def _poll_together(jobs: list[Job], pool: Executor) -> list[Job]:
         try:
             outcomes.append((job, provider, future.result()))
         except Exception as exc:
-            pipeline.step_raised(job, exc)
-            troubled.append(job)
+            pipeline.handle_step_error(job, exc)
     # One time for the whole batch, taken after its last look: the next look
     # of each is timed from it, so none comes sooner than its floor allows,
     # and the jobs that heard "still running" write the same due time.
@@ -101,12 +98,10 @@ def _poll_together(jobs: list[Job], pool: Executor) -> list[Job]:
             except DatabaseError:
                 raise
             except Exception as exc:
-                pipeline.step_raised(job, exc)
-                troubled.append(job)
+                pipeline.handle_step_error(job, exc)
                 continue
             (moved_on if step is pipeline.Next.CONTINUE else waiting).append(job)
         pipeline.release_many(waiting, finished_cleanly=True)
-        pipeline.release_many(troubled, finished_cleanly=False)
     return moved_on
 
 

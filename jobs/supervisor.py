@@ -39,6 +39,22 @@ STARTUP_GRACE = 20.0
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # A cluster that ran this long before exiting counts as healthy again.
 HEALTHY_RUN = 60.0
+# A cluster that came up (reported its status) and then ran this long was not
+# in a crash loop: killed from outside (an OOM kill, an operator) or stalled
+# in service. Its successor waits the first pause, not a growing one.
+SETTLED_RUN = 10.0
+
+
+def restart_pause(failures: int, ran: float, came_up: bool) -> tuple[int, float]:
+    """After a cluster ended having run ``ran`` seconds: how many ended in a
+    row too soon (counting this one), and the pause before the next start."""
+    if ran > HEALTHY_RUN:
+        failures = 0
+    elif came_up and ran > SETTLED_RUN:
+        failures = 1
+    else:
+        failures += 1
+    return failures, RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF)) - 1] if failures else 0.0
 
 
 class ClusterSupervisor:
@@ -49,6 +65,7 @@ class ClusterSupervisor:
         self.stopping = threading.Event()
         self.proc: subprocess.Popen | None = None
         self.replacements = 0
+        self.came_up = False  # whether the current cluster has reported its status
 
     def request_stop(self, *_) -> None:
         self.stopping.set()
@@ -66,8 +83,7 @@ class ClusterSupervisor:
                     break
                 stop_tree(self.proc, STALLED_STOP_GRACE if stalled else self.stop_grace)
                 self.replacements += 1
-                failures = 0 if time.monotonic() - started > HEALTHY_RUN else failures + 1
-                pause = RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF)) - 1] if failures else 0.0
+                failures, pause = restart_pause(failures, time.monotonic() - started, self.came_up)
                 if pause:
                     log.warning("starting a new worker cluster in %.0f s", pause)
                 self.stopping.wait(pause)
@@ -80,6 +96,7 @@ class ClusterSupervisor:
 
     def _start(self) -> None:
         self.beats.clear()
+        self.came_up = False
         command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "runworker", "--cluster-process"]
         env = {**os.environ, BEATS_ENV: str(self.beats.folder)}
         # SIGKILL: if we die, nobody is left to wait for a slow clean stop.
@@ -103,6 +120,7 @@ class ClusterSupervisor:
                 status_trouble = True
                 continue
             status_trouble = False
+            self.came_up = self.came_up or status is not None
             seen = ClusterState(
                 now=time.time(),
                 status_seen=status is not None,

@@ -89,6 +89,7 @@ class Cluster:
     COMMANDS = {
         "worker": "qcluster",
         "runworker": "runworker",
+        "runworker2": "runworker",  # a second supervised cluster, as on a second machine
         "sweeper": "runsweeper",
         "sweeper2": "runsweeper",
         "serve": "serve",

@@ -267,7 +267,7 @@ def test_a_job_quarantined_after_steps_that_raised_keeps_the_last_error(stabilit
     settings.JOB_MAX_ATTEMPTS = 2
     monkeypatch.setattr(
         "providers.stability.StabilityProvider.poll",
-        lambda self, *a: (_ for _ in ()).throw(ConnectionError("storage unreachable")),
+        lambda self, *a: (_ for _ in ()).throw(KeyError("finish_reason")),
     )
     job = advance(make_job(provider="stability"))
     for _ in range(2):
@@ -276,7 +276,7 @@ def test_a_job_quarantined_after_steps_that_raised_keeps_the_last_error(stabilit
 
     assert job.status == Job.FAILED
     assert job.error_detail.startswith("Quarantined after 2 attempts")
-    assert "ConnectionError: storage unreachable" in job.error_detail
+    assert "KeyError: 'finish_reason'" in job.error_detail
 
 
 def test_sweeper_hands_provider_polls_over_in_batches(django_capture_on_commit_callbacks, stability_server):

@@ -171,6 +171,17 @@ class _Failure:
 
 
 @dataclass
+class ResultHold:
+    """A result GET the fake keeps unanswered (``StabilityScript.hold_next_result``):
+    a worker caught mid-poll, for a test that kills it there."""
+
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    client_port: int = 0  # the caller's end of the connection, to find its process
+    job_id: str = ""
+
+
+@dataclass
 class StabilityScript:
     """What the fake does; change fields at any time (reads happen per request).
 
@@ -199,7 +210,20 @@ class StabilityScript:
     fps: int = 7
     faststart: bool = False  # put the MP4 index first (see sample_mp4)
     _failures: list[_Failure] = field(default_factory=list, repr=False)
+    _holds: list[ResultHold] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def hold_next_result(self) -> ResultHold:
+        """The next result GET (past auth and scripted failures) waits until
+        ``release`` is set, 60 s at most, and is then answered as usual."""
+        hold = ResultHold()
+        with self._lock:
+            self._holds.append(hold)
+        return hold
+
+    def _take_hold(self) -> ResultHold | None:
+        with self._lock:
+            return self._holds.pop(0) if self._holds else None
 
     def fail_next(
         self,
@@ -554,6 +578,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self._gate("result"):
             return
         job_id = path[len(RESULT_PREFIX) :]
+        hold = self.fake.script._take_hold()
+        if hold is not None:
+            hold.client_port, hold.job_id = self.client_address[1], job_id
+            hold.arrived.set()
+            hold.release.wait(60)
         fake, now = self.fake, self.record.time
         outcome, wait = "missing", 0.0
         with fake._lock:
