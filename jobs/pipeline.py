@@ -656,8 +656,9 @@ def step_finalize(job: Job) -> Next:
         # The result vanished (a restart wiped scratch space): fetch it again.
         transition(job, Job.RUNNING, "The result file was missing; fetching it again", last_polled_at=None)
         return Next.CONTINUE
+    poster_path = media.work_dir(job) / "poster.jpg"
     try:
-        info = media.probe_video(video_path)
+        info = media.inspect_video(video_path, None if poster_path.exists() else poster_path)
     except media.BadVideo as exc:
         fail(
             job,
@@ -666,9 +667,6 @@ def step_finalize(job: Job) -> Next:
             str(exc),
         )
         return Next.WAIT
-    poster_path = media.work_dir(job) / "poster.jpg"
-    if not poster_path.exists():
-        media.write_poster(video_path, poster_path)
     video_name = _store(video_path, f"videos/{job.pk}.mp4")
     poster_name = _store(poster_path, f"posters/{job.pk}.jpg")
     _complete(
