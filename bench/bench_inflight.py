@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_inflight.py [--scale] [--jobs 1000] [--floor 10] [--min-wait 40] [--spread 40]
+    .venv/bin/python bench/bench_inflight.py [--scale] [--jobs 1000] [--floor 10] [--min-wait 60] [--spread 40]
 
 (``make bench-inflight`` and ``make bench-inflight-scale``: issue 13's figure,
 1,000 jobs in flight at Stability's 10 s floor, on SQLite and the ORM broker,
@@ -335,7 +335,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1000, help="jobs in flight (default 1000)")
     parser.add_argument("--floor", type=float, default=10.0, help="poll floor in seconds (default 10, Stability's)")
-    parser.add_argument("--min-wait", type=float, default=40.0, help="earliest finish, s after the start (default 40)")
+    parser.add_argument("--min-wait", type=float, default=60.0, help="earliest finish, s after the start (default 60)")
     parser.add_argument("--spread", type=float, default=40.0, help="finish times spread over this many s (default 40)")
     parser.add_argument("--workers", type=int, default=2, help="Q_WORKERS for the qcluster (default 2)")
     parser.add_argument("--threads", type=int, default=64, help="threads of the ideal poller (default 64)")
