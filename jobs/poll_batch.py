@@ -28,9 +28,14 @@ from providers.registry import UnknownProvider, get_provider, provider_class
 log = logging.getLogger(__name__)
 
 
-def advance_batch(job_ids: list, pool: Executor) -> None:
+def advance_batch(job_ids: list, pool: Executor, finish: Executor | None = None) -> None:
     """Claim ``job_ids`` and poll those that wait on a provider; ``pool`` runs
-    the looks (and the few jobs that need their own steps, such as a CLIP check)."""
+    the looks (and the few jobs that need their own steps, such as a CLIP
+    check). A job whose look found its result is stored on ``finish`` when
+    given, without waiting for it: a batch that waited for its results to be
+    stored (on PostgreSQL, a few commits each, and one user's charges one
+    after another) kept the worker from the next batch's looks, which came
+    late. Without ``finish`` they are stored on ``pool`` before returning."""
     jobs = pipeline.claim_many(job_ids)
     threaded = not isinstance(pool, InlineExecutor)
     alone = [pool.submit(_run_alone, job, threaded) for job in jobs if not _polled(job)]
@@ -38,7 +43,10 @@ def advance_batch(job_ids: list, pool: Executor) -> None:
         for job in _poll_together([job for job in jobs if _polled(job)], pool):
             # A result to store (or whatever the look moved it on to): its own
             # steps and release, beside the others' (each waits on its commits).
-            alone.append(pool.submit(_run_alone, job, threaded))
+            if finish is None:
+                alone.append(pool.submit(_run_alone, job, threaded))
+            else:
+                finish.submit(_run_alone, job, not isinstance(finish, InlineExecutor))
     finally:
         for future in alone:
             future.result()

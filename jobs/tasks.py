@@ -44,16 +44,19 @@ def _advance(job_id: str) -> None:
 
 # Threads for a batch's looks: polls mostly wait on the provider's answer.
 BATCH_THREADS = 8
-_pool: ThreadPoolExecutor | None = None
+# Threads that store the results a batch found, behind the worker's back.
+FINISH_THREADS = 4
+_pools: dict[str, ThreadPoolExecutor] = {}
 
 
-def _poll_pool() -> ThreadPoolExecutor:
-    """One pool per worker process, made on its first batch (after the fork):
-    starting eight threads per batch cost more than a batch's claim."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=BATCH_THREADS, thread_name_prefix="poll")
-    return _pool
+def _worker_pool(name: str, threads: int) -> ThreadPoolExecutor:
+    """Pools kept per worker process, made on its first batch (after the
+    fork): starting eight threads per batch cost more than a batch's claim.
+    A worker process that ends (recycled, stopped) waits for what its pools
+    hold; one that is killed leaves those jobs to their leases."""
+    if name not in _pools:
+        _pools[name] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+    return _pools[name]
 
 
 def advance_jobs(job_ids: list[str]) -> None:
@@ -65,8 +68,11 @@ def advance_jobs(job_ids: list[str]) -> None:
     still claimed by compare-and-set, so a batch delivered twice changes nothing.
     """
     try:
-        pool = poll_batch.InlineExecutor() if Conf.SYNC else _poll_pool()
-        poll_batch.advance_batch(job_ids, pool)
+        if Conf.SYNC:
+            poll_batch.advance_batch(job_ids, poll_batch.InlineExecutor())
+        else:
+            looks, finish = _worker_pool("poll", BATCH_THREADS), _worker_pool("finish", FINISH_THREADS)
+            poll_batch.advance_batch(job_ids, looks, finish)
     except (OperationalError, InterfaceError) as exc:
         # Claimed jobs are taken up again when their leases run out.
         log.warning("a batch of %d job(s): database unavailable (%s); it will be taken up again", len(job_ids), exc)

@@ -167,3 +167,46 @@ def test_looks_run_side_by_side_on_threads_and_the_jobs_complete(stability_serve
         assert job.status == Job.COMPLETED, job.error_detail
         assert job.polls == 1 and job.lease_until is None
         assert local_copy(job.video).stat().st_size > 0
+
+
+class HeldExecutor(poll_batch.InlineExecutor):
+    """Keeps what it is given until ``run_all``: the worker's finishing pool, slowed down."""
+
+    def __init__(self) -> None:
+        self.held: list = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.held.append((fn, args, kwargs))
+
+    def run_all(self) -> None:
+        for fn, args, kwargs in self.held:
+            fn(*args, **kwargs)
+
+
+def test_results_are_stored_behind_the_batch_and_their_jobs_stay_held_until_then(stability_server, settings):
+    stability_server.script.finish_after_polls = 1  # the submit's look hears 202; this batch, the video
+    jobs = submitted_jobs(3)
+    finish = HeldExecutor()
+
+    poll_batch.advance_batch([str(job.pk) for job in jobs], poll_batch.InlineExecutor(), finish)
+
+    assert len(finish.held) == 3
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.status == Job.FINALIZING and job.lease_until > timezone.now()  # no other worker takes it
+    finish.run_all()
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.status == Job.COMPLETED and job.lease_until is None and ledger.was_charged(job)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_finishing_pool_stores_the_results_of_a_batch(stability_server):
+    stability_server.script.finish_after_polls = 1
+    jobs = submitted_jobs(4)
+    ids = [str(job.pk) for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as looks, ThreadPoolExecutor(max_workers=2) as finish:
+        poll_batch.advance_batch(ids, looks, finish)
+    for job in Job.objects.filter(pk__in=ids):
+        assert job.status == Job.COMPLETED, job.error_detail
+        assert job.lease_until is None
