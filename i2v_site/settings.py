@@ -195,6 +195,7 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------
 
+
 def _url_flag(value) -> bool:
     """A true/false option of DATABASE_URL (django-environ leaves it a string)."""
     if isinstance(value, bool):

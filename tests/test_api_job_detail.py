@@ -79,7 +79,9 @@ def test_a_completed_job_with_its_video_links_gets_the_serializers_answer():
 
 def test_a_failed_job_with_its_error_gets_the_serializers_answer():
     client = key_client()
-    job = in_state(client.user, Job.FAILED, error_code="provider_error", error_message="No video.", error_detail="x" * 900)
+    job = in_state(
+        client.user, Job.FAILED, error_code="provider_error", error_message="No video.", error_detail="x" * 900
+    )
     response = client.get(f"/api/v1/jobs/{job.pk}")
     assert response.json()["error"] == {"code": "provider_error", "message": "No video."}
     assert response.json() == serializer_answer(job, response)
