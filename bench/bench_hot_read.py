@@ -86,23 +86,31 @@ def get(url: str) -> int:
 class Server:
     """gunicorn as ``manage.py serve`` starts it (``serve.gunicorn_command``)."""
 
-    def __init__(self, env: dict[str, str], var: Path) -> None:
+    def __init__(self, env: dict[str, str], var: Path, args: argparse.Namespace) -> None:
         from jobs.management.commands.serve import WEB_WORKERS, gunicorn_command
 
         bind = f"127.0.0.1:{free_port()}"
         self.url = f"http://{bind}"
         (var / "run").mkdir(exist_ok=True)
         self.log = var / "gunicorn.log"
+        workers = args.workers or WEB_WORKERS
+        command = gunicorn_command(bind, workers, var / "run")
+        # Trying other set-ups: gunicorn takes the last of a repeated option.
+        if args.worker_class:
+            command += ["--worker-class", args.worker_class]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        self.setup = " ".join(part for part in command[command.index("--workers") :] if "/" not in part)
         with self.log.open("a") as handle:
             self.proc = subprocess.Popen(
-                gunicorn_command(bind, WEB_WORKERS, var / "run"),
+                command,
                 cwd=ROOT,
                 env=env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.workers = WEB_WORKERS
+        self.workers = workers
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if get(f"{self.url}/bench/plain-job/00000000-0000-0000-0000-000000000000") == 401:
@@ -115,13 +123,28 @@ class Server:
         os.killpg(self.proc.pid, signal.SIGTERM)
         self.proc.wait(20)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the web workers have used so far (the master only waits)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:  # ppid
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+
 
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, lua: Path, seconds: float, connections: int) -> tuple[float, float, int]:
-    """Requests/s, p99 in ms and the count of answers that were not 2xx."""
+def wrk(url: str, lua: Path, seconds: float, connections: int) -> tuple[float, float, int, int]:
+    """Requests/s, p99 in ms, the count of answers that were not 2xx, and of all answers."""
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(lua), url],
         capture_output=True,
@@ -131,7 +154,8 @@ def wrk(url: str, lua: Path, seconds: float, connections: int) -> tuple[float, f
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return rate, _ms(*p99.groups()), int(bad[1]) if bad else 0
+    done = int(re.search(r"(\d+) requests in", out)[1])
+    return rate, _ms(*p99.groups()), int(bad[1]) if bad else 0, done
 
 
 def seed(jobs: int) -> list[tuple[str, str, str]]:
@@ -347,9 +371,11 @@ def run_one(args: argparse.Namespace) -> None:
         }
         connection.close()  # the seeding connection is not kept open beside gunicorn's
         load = os.getloadavg()
-        server = Server(env, var)
+        server = Server(env, var, args)
         rates: dict[str, list[float]] = {name: [] for name in ENDPOINTS}
         p99s: dict[str, list[float]] = {name: [] for name in ENDPOINTS}
+        # The web workers' CPU per answer: unlike requests/s, what other work on the machine does not blur.
+        served_cpu: dict[str, list[float]] = {name: [] for name in ENDPOINTS}
         non2xx: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
         try:
             names = list(ENDPOINTS)
@@ -357,29 +383,41 @@ def run_one(args: argparse.Namespace) -> None:
                 # Each round starts with another endpoint, so a drift in the machine's load
                 # does not always fall on the same one.
                 for name in names[round_number % len(names) :] + names[: round_number % len(names)]:
-                    rate, p99, bad = wrk(server.url, luas[name], args.seconds, args.connections)
+                    before = server.cpu_seconds()
+                    rate, p99, bad, done = wrk(server.url, luas[name], args.seconds, args.connections)
                     if round_number:
                         rates[name].append(rate)
                         p99s[name].append(p99)
                         non2xx[name] += bad
+                        served_cpu[name].append((server.cpu_seconds() - before) / max(done, 1) * 1e6)
         finally:
             server.stop()
         after = os.getloadavg()
+        changed = args.workers or args.worker_class or args.threads
+        how = "NOT as `serve` starts it" if changed else "as `serve` starts it"
         print(
-            f"1. wrk, {args.connections} connections, gunicorn as `serve` starts it ({server.workers} sync workers), "
+            f"1. wrk, {args.connections} connections, gunicorn {how} ({server.setup}), "
             f"{args.seconds:g} s per run, {args.rounds} rounds interleaved (medians)"
         )
         print(f"   load average before/after: {load[0]:.1f} / {after[0]:.1f} on {os.cpu_count()} cores")
-        plain = rates["plain Django view"]
-        print(f"   {'endpoint':<30}{'req/s':>8}{'vs plain':>10}{'p99 ms':>8}{'non-2xx':>9}  goal   all rounds (req/s)")
+        plain, plain_cpu = rates["plain Django view"], statistics.median(served_cpu["plain Django view"])
+        print(
+            f"   {'endpoint':<30}{'req/s':>8}{'vs plain':>10}{'p99 ms':>8}{'non-2xx':>9}"
+            f"{'µs CPU':>8}{'vs plain':>10}  goal   all rounds (req/s)"
+        )
         for name in ENDPOINTS:
             rate, p99 = statistics.median(rates[name]), statistics.median(p99s[name])
             # The ratio within each round (the load the machine had then), then their median.
             ratio = statistics.median(mine / floor for mine, floor in zip(rates[name], plain, strict=True))
             met = "" if name.startswith("plain") else ("met" if ratio >= GOAL_RATIO and p99 < GOAL_P99_MS else "MISSED")
             runs = ", ".join(f"{r:.0f}" for r in rates[name])
-            print(f"   {name:<30}{rate:>8.0f}{ratio:>9.2f}x{p99:>8.1f}{non2xx[name]:>9}  {met:<6} {runs}")
+            cpu_used = statistics.median(served_cpu[name])
+            print(
+                f"   {name:<30}{rate:>8.0f}{ratio:>9.2f}x{p99:>8.1f}{non2xx[name]:>9}"
+                f"{cpu_used:>8.0f}{cpu_used / plain_cpu:>9.2f}x  {met:<6} {runs}"
+            )
         print("   (vs plain: the median over rounds of the ratio within a round)")
+        print("   (µs CPU: the web workers' CPU time per answer during the runs, median over rounds)")
         print("   (non-2xx: the polled failed jobs, which the Stability API answers 500 as Stability does)")
 
 
@@ -398,6 +436,9 @@ def main() -> None:
         help="keep database connections this many seconds (DATABASE_URL's ?conn_max_age=, with health checks)",
     )
     parser.add_argument("--cpu-only", action="store_true", help="only part 0 (no gunicorn, no wrk)")
+    parser.add_argument("--workers", type=int, default=0, help="web workers (default: as `serve` starts them)")
+    parser.add_argument("--worker-class", default="", help="e.g. gthread (default: as `serve` starts them)")
+    parser.add_argument("--threads", type=int, default=0, help="threads per gthread worker")
     args = parser.parse_args()
     if args.database != "both":
         run_one(args)

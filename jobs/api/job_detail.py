@@ -3,8 +3,9 @@
 Clients poll it until the job is final. Built by ``JobDetailOutput`` it cost
 twice the CPU of a plain view doing the same database read (bench/RESULTS.md,
 the hot read): binding and copying twenty fields per answer, a nested
-serializer for the timeline and a query of its own for it. Here the job and
-its timeline come in one query and the answer is written out directly.
+serializer for the timeline, and the ORM building that timeline's query. Here
+the job is read as a plain view reads it, its timeline in SQL, and the answer
+is written out directly.
 
 ``JobDetailOutput`` stays the schema and the source of truth:
 tests/test_api_job_detail.py checks that this gives the same JSON for a job in
@@ -14,6 +15,7 @@ The nested parts (parameters, video, error) are the serializer's own functions.
 
 from __future__ import annotations
 
+from django.db import connection
 from django.http import Http404
 from rest_framework.fields import DateTimeField
 
@@ -30,19 +32,41 @@ def _when(value) -> str | None:
     return None if value is None else _DATETIME.to_representation(value)
 
 
-def read_job_with_timeline(user, job_id) -> tuple[Job, list[JobEvent]]:
-    """The caller's job and its timeline in one query; 404 for anyone else's (its existence is not told)."""
-    # job__owner is Job.objects.for_user's rule, applied through the join.
-    events = list(JobEvent.objects.select_related("job").filter(job_id=job_id, job__owner=user))
-    if events:
-        return events[0].job, events
-    try:  # a job without a timeline yet, or none of the caller's
-        return Job.objects.for_user(user).get(pk=job_id), []
+def read_job_with_timeline(user, job_id) -> tuple[Job, list[tuple]]:
+    """The caller's job and its timeline; 404 for anyone else's (its existence is not told)."""
+    try:
+        job = Job.objects.for_user(user).get(pk=job_id)
     except Job.DoesNotExist:
         raise Http404 from None
+    return job, _timeline(job)
 
 
-def job_detail(job: Job, events: list[JobEvent], request) -> dict:
+def _timeline(job: Job) -> list[tuple]:
+    """The job's events as (at, from_status, to_status, message), oldest first.
+
+    In SQL: building this query in the ORM cost more than running it, as much
+    as the job's own read (bench/RESULTS.md, the hot read); fetching it joined
+    to the job's read cost more still (the job's row again for every event).
+    """
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(name) for name in ("at", "from_status", "to_status", "message"))
+    job_column = JobEvent._meta.get_field("job")
+    key = job_column.target_field.get_db_prep_value(job.pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {quote(JobEvent._meta.db_table)} "
+            f"WHERE {quote(job_column.column)} = %s ORDER BY {quote('at')}, {quote('id')}",
+            [key],
+        )
+        rows = cursor.fetchall()
+    # SQLite hands back naive datetimes in UTC; the ORM would make them aware.
+    aware = getattr(connection.ops, "convert_datetimefield_value", None)
+    if aware is None:
+        return rows
+    return [(aware(at, None, connection), *rest) for at, *rest in rows]
+
+
+def job_detail(job: Job, timeline: list[tuple], request) -> dict:
     """What ``JobDetailOutput(job, context={"request": request}).data`` gives, field for field."""
     return {
         "id": str(job.pk),
@@ -65,7 +89,7 @@ def job_detail(job: Job, events: list[JobEvent], request) -> dict:
         "finished_at": _when(job.finished_at),
         "expires_at": _when(job.expires_at),
         "timeline": [
-            {"at": _when(e.at), "from_status": e.from_status, "to_status": e.to_status, "message": e.message}
-            for e in events
+            {"at": _when(at), "from_status": before, "to_status": after, "message": message}
+            for at, before, after, message in timeline
         ],
     }
