@@ -3,11 +3,13 @@
 Run from the repository root (``make bench-enqueue`` runs the same)::
 
     .venv/bin/python bench/bench_enqueue.py [--jobs 100] [--polls 0.2,0.05,0.03] [--idle-seconds 10]
-        [--no-redis] [--conn-max-age 60]
+        [--no-redis] [--conn-max-age 60] [--database sqlite|postgres]
 
 For the ORM broker at each ``poll`` in ``--polls`` (``Q_POLL``), then for the
 Redis broker (``redis://127.0.0.1:6379/8``), it makes a throwaway install
-(SQLite in a temporary var directory), starts a real ``manage.py runworker``
+(SQLite in a temporary var directory, or with ``--database postgres`` the
+PostgreSQL database ``i2v_bench_enqueue``, made anew, whose connections are kept
+as the settings keep them: ``--conn-max-age 0`` opens one per task), starts a real ``manage.py runworker``
 (the supervisor, the qcluster and its 2 workers), lets it run one job to warm
 up, then:
 
@@ -40,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 REDIS_BROKER = "redis://127.0.0.1:6379/8"
+POSTGRES = "postgres://postgres@127.0.0.1:5432/i2v_bench_enqueue"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -89,7 +92,14 @@ def run_one(label: str, extra_env: dict[str, str], args: argparse.Namespace) -> 
             "Q_WORKERS": "2",
             **extra_env,
         }
-        if args.conn_max_age:
+        if args.database == "postgres":
+            import psycopg
+
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+                conn.execute("DROP DATABASE IF EXISTS i2v_bench_enqueue WITH (FORCE)")
+                conn.execute("CREATE DATABASE i2v_bench_enqueue")
+            env["DATABASE_URL"] = POSTGRES
+        if args.conn_max_age is not None:
             env["DATABASE_URL"] += f"?conn_max_age={args.conn_max_age}&conn_health_checks=true"
         env.pop("CACHE_URL", None)
         if "Q_BROKER_URL" not in extra_env:
@@ -181,9 +191,11 @@ def main() -> None:
     parser.add_argument(
         "--conn-max-age",
         type=int,
-        default=0,
-        help="keep database connections this many seconds (DATABASE_URL's ?conn_max_age=, with health checks)",
+        default=None,
+        help="keep database connections this many seconds (DATABASE_URL's ?conn_max_age=, with health checks); "
+        "default: as the settings do (kept 60 s on PostgreSQL, not on SQLite)",
     )
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration per process
     args = parser.parse_args()
     if args.one:
@@ -193,12 +205,18 @@ def main() -> None:
     configurations = [(f"ORM broker, Q_POLL={poll}", f"Q_POLL={poll}") for poll in args.polls.split(",") if poll]
     if args.redis:
         configurations.append(("Redis broker", f"Q_BROKER_URL={REDIS_BROKER}"))
-    print(f"{args.jobs} sequential jobs each, SQLite, 1 runworker (2 workers), ms from commit to first step")
+    kept = "as the settings keep them" if args.conn_max_age is None else f"conn_max_age={args.conn_max_age}"
+    print(
+        f"{args.jobs} sequential jobs each, {'PostgreSQL' if args.database == 'postgres' else 'SQLite'} "
+        f"(connections {kept}), 1 runworker (2 workers), ms from commit to first step"
+    )
     print(f"   {'broker':<28}{'p50':>8}{'p95':>8}{'max':>8}{'min':>8}{'idle CPU':>13}")
     for label, pairs in configurations:
         # Django is set up once per process: each configuration in a process of its own.
         argv = ["--jobs", str(args.jobs), "--idle-seconds", str(args.idle_seconds)]
-        argv += ["--conn-max-age", str(args.conn_max_age)]
+        argv += ["--database", args.database]
+        if args.conn_max_age is not None:
+            argv += ["--conn-max-age", str(args.conn_max_age)]
         subprocess.run([sys.executable, __file__, *argv, "--one", f"{label}|{pairs}"], check=True)
 
 

@@ -3,7 +3,8 @@
 Run from the repository root (``make bench-hot-read`` runs the same)::
 
     .venv/bin/python bench/bench_hot_read.py [--database sqlite|postgres|both] [--seconds 3]
-        [--rounds 7] [--connections 16] [--jobs 3000] [--profile] [--cpu-only] [--conn-max-age 60]
+        [--rounds 7] [--connections 16] [--jobs 3000] [--profile] [--cpu-only] [--conn-max-age 0]
+        [--setups sync:2,sync:4,gthread:2:4]
 
 For each database (SQLite in a temporary var directory with the default file
 cache; or PostgreSQL ``i2v_perf`` with the Redis cache ``redis://127.0.0.1:6379/7``,
@@ -24,6 +25,11 @@ each poll rotating over 200 (key, job) pairs of every state:
    * ``GET /api/v1/jobs/{id}`` (native API, Bearer key);
    * ``GET /api/img2video/result/{id}`` (Stability-compatible API);
    * ``GET /queue/local/requests/{id}/status`` (queue API, fal's ``Key`` scheme).
+
+   With each: the web workers' CPU time per answer (their utime + stime over
+   the run / answers), which, unlike requests/s, other work on the machine
+   hardly blurs. ``--setups`` runs other gunicorn set-ups side by side
+   instead of serve's (``class:workers[:threads]``), each run interleaved.
 
 Goal (issue 13): each endpoint at least 0.8x the plain view's throughput, p99 < 25 ms.
 ``--profile`` prints the top functions of a cProfile of each endpoint in-process.
@@ -86,23 +92,32 @@ def get(url: str) -> int:
 class Server:
     """gunicorn as ``manage.py serve`` starts it (``serve.gunicorn_command``)."""
 
-    def __init__(self, env: dict[str, str], var: Path) -> None:
+    def __init__(self, env: dict[str, str], var: Path, setup: str = "") -> None:
+        """``setup``: empty for the set-up ``serve`` uses, else ``class:workers[:threads]`` (``gthread:2:4``)."""
         from jobs.management.commands.serve import WEB_WORKERS, gunicorn_command
 
         bind = f"127.0.0.1:{free_port()}"
         self.url = f"http://{bind}"
         (var / "run").mkdir(exist_ok=True)
-        self.log = var / "gunicorn.log"
+        label = setup.replace(":", "-") or "serve"
+        self.log = var / f"gunicorn-{label}.log"
+        kind, workers, threads = [*setup.split(":"), "", "", ""][:3]
+        (var / "run" / label).mkdir()
+        command = gunicorn_command(bind, int(workers or WEB_WORKERS), var / "run" / label)
+        # Trying other set-ups: gunicorn takes the last of a repeated option.
+        command += ["--worker-class", kind] if kind else []
+        command += ["--threads", threads] if threads else []
+        self.as_serve = not setup
+        self.setup = " ".join(part for part in command[command.index("--workers") :] if "/" not in part)
         with self.log.open("a") as handle:
             self.proc = subprocess.Popen(
-                gunicorn_command(bind, WEB_WORKERS, var / "run"),
+                command,
                 cwd=ROOT,
                 env=env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.workers = WEB_WORKERS
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if get(f"{self.url}/bench/plain-job/00000000-0000-0000-0000-000000000000") == 401:
@@ -115,13 +130,28 @@ class Server:
         os.killpg(self.proc.pid, signal.SIGTERM)
         self.proc.wait(20)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the web workers have used so far (the master only waits)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:  # ppid
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+
 
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, lua: Path, seconds: float, connections: int) -> tuple[float, float, int]:
-    """Requests/s, p99 in ms and the count of answers that were not 2xx."""
+def wrk(url: str, lua: Path, seconds: float, connections: int) -> tuple[float, float, int, int]:
+    """Requests/s, p99 in ms, the count of answers that were not 2xx, and of all answers."""
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(lua), url],
         capture_output=True,
@@ -131,7 +161,8 @@ def wrk(url: str, lua: Path, seconds: float, connections: int) -> tuple[float, f
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return rate, _ms(*p99.groups()), int(bad[1]) if bad else 0
+    done = int(re.search(r"(\d+) requests in", out)[1])
+    return rate, _ms(*p99.groups()), int(bad[1]) if bad else 0, done
 
 
 def seed(jobs: int) -> list[tuple[str, str, str]]:
@@ -262,9 +293,11 @@ def run_one(args: argparse.Namespace) -> None:
             env["DATABASE_URL"] = f"sqlite:///{var / 'bench.sqlite3'}"
             env.pop("CACHE_URL", None)
             label = "SQLite + file cache (budgets counted in files)"
-        if args.conn_max_age:
+        if args.conn_max_age is not None:
             env["DATABASE_URL"] += f"?conn_max_age={args.conn_max_age}&conn_health_checks=true"
-            label += f", connections kept {args.conn_max_age} s"
+            label += f", conn_max_age={args.conn_max_age}"
+        elif args.database == "postgres":
+            label += ", connections kept 60 s (the settings' default)"
         os.environ.clear()
         os.environ.update(env)
         import django
@@ -347,39 +380,63 @@ def run_one(args: argparse.Namespace) -> None:
         }
         connection.close()  # the seeding connection is not kept open beside gunicorn's
         load = os.getloadavg()
-        server = Server(env, var)
-        rates: dict[str, list[float]] = {name: [] for name in ENDPOINTS}
-        p99s: dict[str, list[float]] = {name: [] for name in ENDPOINTS}
-        non2xx: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
+        setups = [part.strip() for part in args.setups.split(",") if part.strip()] or [""]
+        servers = [Server(env, var, setup) for setup in setups]
+        runs = [(name, server) for name in ENDPOINTS for server in servers]
+        rates: dict = {run: [] for run in runs}
+        p99s: dict = {run: [] for run in runs}
+        # The web workers' CPU per answer: unlike requests/s, what other work on the machine does not blur.
+        served_cpu: dict = {run: [] for run in runs}
+        non2xx: dict = dict.fromkeys(runs, 0)
         try:
-            names = list(ENDPOINTS)
             for round_number in range(args.rounds + 1):  # the first round warms up and is not counted
                 # Each round starts with another endpoint, so a drift in the machine's load
                 # does not always fall on the same one.
-                for name in names[round_number % len(names) :] + names[: round_number % len(names)]:
-                    rate, p99, bad = wrk(server.url, luas[name], args.seconds, args.connections)
+                shift = round_number % len(runs)
+                for run in runs[shift:] + runs[:shift]:
+                    name, server = run
+                    before = server.cpu_seconds()
+                    rate, p99, bad, done = wrk(server.url, luas[name], args.seconds, args.connections)
                     if round_number:
-                        rates[name].append(rate)
-                        p99s[name].append(p99)
-                        non2xx[name] += bad
+                        rates[run].append(rate)
+                        p99s[run].append(p99)
+                        non2xx[run] += bad
+                        served_cpu[run].append((server.cpu_seconds() - before) / max(done, 1) * 1e6)
         finally:
-            server.stop()
+            for server in servers:
+                server.stop()
         after = os.getloadavg()
-        print(
-            f"1. wrk, {args.connections} connections, gunicorn as `serve` starts it ({server.workers} sync workers), "
-            f"{args.seconds:g} s per run, {args.rounds} rounds interleaved (medians)"
-        )
-        print(f"   load average before/after: {load[0]:.1f} / {after[0]:.1f} on {os.cpu_count()} cores")
-        plain = rates["plain Django view"]
-        print(f"   {'endpoint':<30}{'req/s':>8}{'vs plain':>10}{'p99 ms':>8}{'non-2xx':>9}  goal   all rounds (req/s)")
-        for name in ENDPOINTS:
-            rate, p99 = statistics.median(rates[name]), statistics.median(p99s[name])
-            # The ratio within each round (the load the machine had then), then their median.
-            ratio = statistics.median(mine / floor for mine, floor in zip(rates[name], plain, strict=True))
-            met = "" if name.startswith("plain") else ("met" if ratio >= GOAL_RATIO and p99 < GOAL_P99_MS else "MISSED")
-            runs = ", ".join(f"{r:.0f}" for r in rates[name])
-            print(f"   {name:<30}{rate:>8.0f}{ratio:>9.2f}x{p99:>8.1f}{non2xx[name]:>9}  {met:<6} {runs}")
+        for server in servers:
+            how = "as `serve` starts it" if server.as_serve else "NOT as `serve` starts it"
+            print(
+                f"1. wrk, {args.connections} connections, gunicorn {how} ({server.setup}), "
+                f"{args.seconds:g} s per run, {args.rounds} rounds interleaved (medians)"
+            )
+            print(f"   load average before/after: {load[0]:.1f} / {after[0]:.1f} on {os.cpu_count()} cores")
+            floor = ("plain Django view", server)
+            plain, plain_cpu = rates[floor], statistics.median(served_cpu[floor])
+            print(
+                f"   {'endpoint':<30}{'req/s':>8}{'vs plain':>10}{'p99 ms':>8}{'non-2xx':>9}"
+                f"{'µs CPU':>8}{'vs plain':>10}  goal   all rounds (req/s)"
+            )
+            for name in ENDPOINTS:
+                run = (name, server)
+                rate, p99 = statistics.median(rates[run]), statistics.median(p99s[run])
+                # The ratio within each round (the load the machine had then), then their median.
+                ratio = statistics.median(mine / base for mine, base in zip(rates[run], plain, strict=True))
+                met = (
+                    ""
+                    if name.startswith("plain")
+                    else ("met" if ratio >= GOAL_RATIO and p99 < GOAL_P99_MS else "MISSED")
+                )
+                every = ", ".join(f"{r:.0f}" for r in rates[run])
+                cpu_used = statistics.median(served_cpu[run])
+                print(
+                    f"   {name:<30}{rate:>8.0f}{ratio:>9.2f}x{p99:>8.1f}{non2xx[run]:>9}"
+                    f"{cpu_used:>8.0f}{cpu_used / plain_cpu:>9.2f}x  {met:<6} {every}"
+                )
         print("   (vs plain: the median over rounds of the ratio within a round)")
+        print("   (µs CPU: the web workers' CPU time per answer during the runs, median over rounds)")
         print("   (non-2xx: the polled failed jobs, which the Stability API answers 500 as Stability does)")
 
 
@@ -394,10 +451,16 @@ def main() -> None:
     parser.add_argument(
         "--conn-max-age",
         type=int,
-        default=0,
-        help="keep database connections this many seconds (DATABASE_URL's ?conn_max_age=, with health checks)",
+        default=None,
+        help="DATABASE_URL's ?conn_max_age= (0: a connection per request); default: as the settings keep them",
     )
     parser.add_argument("--cpu-only", action="store_true", help="only part 0 (no gunicorn, no wrk)")
+    parser.add_argument(
+        "--setups",
+        default="",
+        help="gunicorn set-ups side by side instead of serve's: class:workers[:threads], comma-separated "
+        "(e.g. sync:2,sync:4,gthread:2:4)",
+    )
     args = parser.parse_args()
     if args.database != "both":
         run_one(args)

@@ -195,6 +195,34 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------
 
+
+def _url_flag(value) -> bool:
+    """A true/false option of DATABASE_URL (django-environ leaves it a string)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+        raise ImproperlyConfigured(
+            f"Environment variable DATABASE_URL={os.environ.get('DATABASE_URL')!r} is malformed: "
+            f"conn_health_checks={value!r}, expected true or false"
+        )
+    return text in {"1", "true", "yes", "on"}
+
+
+def _url_seconds(value) -> int:
+    """DATABASE_URL's conn_max_age: whole seconds, 0 for a connection per request."""
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        seconds = -1
+    if seconds < 0:
+        raise ImproperlyConfigured(
+            f"Environment variable DATABASE_URL={os.environ.get('DATABASE_URL')!r} is malformed: "
+            f"conn_max_age={value!r}, expected whole seconds (0 or more)"
+        )
+    return seconds
+
+
 DATABASES = {"default": _read("DATABASE_URL", env.db_url, f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"].get("ENGINE") not in {
     "django.db.backends.sqlite3",
@@ -215,6 +243,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so a test can share its database with a real worker.
     # One file per test run, so two runs on one machine never share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+else:
+    # Kept PostgreSQL connections made a status poll 2.7x faster than a new
+    # connection per request or task (bench/RESULTS.md, the hot read). Kept connections are
+    # checked before each request's or task's first query, so one broken by an
+    # outage or a restart is replaced, not handed out. Overridable in the URL:
+    # postgres://…?conn_max_age=0 (a connection per request) or
+    # ?conn_health_checks=false.
+    DATABASES["default"]["CONN_MAX_AGE"] = _url_seconds(DATABASES["default"].get("CONN_MAX_AGE", 60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = _url_flag(DATABASES["default"].get("CONN_HEALTH_CHECKS", True))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

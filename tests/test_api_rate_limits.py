@@ -3,6 +3,7 @@ web processes, and wrong keys throttled per client address."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -178,6 +179,19 @@ def test_the_cache_counter_never_hands_out_a_count_twice(settings):
     settings.CACHES = {**settings.CACHES, "counting": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     counts = hits_in_parallel(ratelimit.CacheCounter(caches["counting"]), "user:1", 400)
     assert sorted(counts) == list(range(1, 401))
+
+
+@pytest.mark.skipif(not os.environ.get("CACHE_URL", "").startswith("redis"), reason="runs with CACHE_URL=redis://…")
+def test_the_redis_counter_never_hands_out_a_count_twice_and_counts_the_caches_own_buckets():
+    cache = caches["default"]
+    counts = hits_in_parallel(ratelimit.RedisCounter(cache), "user:1", 400)
+    assert sorted(counts) == list(range(1, 401))
+    # The same keys and values as through the cache's API, and each expires with its window.
+    assert ratelimit.CacheCounter(cache).hit("user:1", EPOCH).count == 401
+    assert ratelimit.RedisCounter(cache).peek("user:1", EPOCH).count == 401
+    key = cache.make_and_validate_key(f"rl:user:1:{int(time.time() // EPOCH)}")
+    assert 0 < cache._cache.get_client(write=True).ttl(key) <= EPOCH + 1
+    assert ratelimit.RedisCounter(cache).peek("user:2", EPOCH).count == 0
 
 
 def test_stale_counter_files_are_pruned_and_live_ones_kept(tmp_path):

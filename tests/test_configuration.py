@@ -145,3 +145,37 @@ def test_a_malformed_scale_setting_stops_start_up_naming_it(tmp_path, name, valu
     result = boot(tmp_path, **{name: value, **extra})
     assert result.returncode != 0
     assert name in result.stderr.strip().splitlines()[-1]
+
+
+def database_settings(tmp_path, url: str) -> subprocess.CompletedProcess:
+    code = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='i2v_site.settings'; django.setup();"
+        "from django.conf import settings as s; d = s.DATABASES['default'];"
+        "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
+    env.update(I2V_VAR_DIR=str(tmp_path), I2V_ENV_FILE=str(tmp_path / "none.env"), DATABASE_URL=url)
+    # Nothing needs to listen there: settings open no connection.
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://i2v@10.0.0.10:5432/i2v", ["60", "True"]),
+        ("postgres://i2v@10.0.0.10:5432/i2v?conn_max_age=0", ["0", "True"]),
+        ("postgres://i2v@10.0.0.10:5432/i2v?conn_max_age=300&conn_health_checks=false", ["300", "False"]),
+        ("sqlite:///{tmp}/db.sqlite3", ["0", "False"]),
+    ],
+)
+def test_postgresql_connections_are_kept_a_minute_and_checked_unless_the_url_says_otherwise(tmp_path, url, expected):
+    result = database_settings(tmp_path, url.format(tmp=tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == expected
+
+
+@pytest.mark.parametrize("option", ["conn_max_age=a-minute", "conn_health_checks=maybe"])
+def test_a_malformed_connection_option_stops_start_up_naming_database_url(tmp_path, option):
+    result = database_settings(tmp_path, f"postgres://i2v@10.0.0.10:5432/i2v?{option}")
+    assert result.returncode != 0
+    assert "DATABASE_URL" in result.stderr.strip().splitlines()[-1]

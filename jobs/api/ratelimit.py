@@ -16,7 +16,8 @@ Where the counts live:
   a rename, without a lock) cost far more and let concurrent requests through.
 * ``CacheCounter``, when the cache is Redis or Memcached (``CACHE_URL``): one
   key per bucket and window, ``add`` then ``incr``, which those servers do
-  atomically; shared by every machine using that cache.
+  atomically; shared by every machine using that cache. On Django's Redis
+  cache, ``RedisCounter`` does the same in one round trip.
 
 Stale files (buckets not seen for two periods) are pruned now and then by the
 request that creates a new file, under the same lock, so a bucket is never
@@ -153,6 +154,44 @@ class CacheCounter:
         return Count(self.cache.get(self._key(bucket, window), 0), resets_in)
 
 
+class RedisCounter(CacheCounter):
+    """``CacheCounter``'s counts, on Django's Redis cache, sent to Redis directly.
+
+    Through the cache's API a count is two round trips (add, then incr), and
+    Django's Redis backend builds a new client (with its ~170 reply handlers)
+    for every operation: with the failure budget's look, three per API request,
+    which made the budgets most of the native poll's CPU beyond a plain view's
+    (bench/RESULTS.md, the hot read). Here one client per process (redis-py's
+    clients are thread-safe and pooled) and one round trip per count: the add
+    and the increment in one MULTI, so no count outlives its window. The keys
+    and values are the cache's own (its key prefix and version, plain integers
+    as its serializer stores them), so both classes count the same buckets.
+    """
+
+    def __init__(self, cache) -> None:
+        super().__init__(cache)
+        self._client = None
+
+    def _redis(self):
+        if self._client is None:
+            self._client = self.cache._cache.get_client(write=True)
+        return self._client
+
+    def hit(self, bucket: str, period: int) -> Count:
+        window, resets_in = _window(period, time.time())
+        key = self.cache.make_and_validate_key(self._key(bucket, window))
+        pipe = self._redis().pipeline(transaction=True)
+        pipe.set(key, 0, nx=True, ex=period + 1)
+        pipe.incr(key)
+        _, count = pipe.execute()
+        return Count(count, resets_in)
+
+    def peek(self, bucket: str, period: int) -> Count:
+        window, resets_in = _window(period, time.time())
+        value = self._redis().get(self.cache.make_and_validate_key(self._key(bucket, window)))
+        return Count(int(value) if value is not None else 0, resets_in)
+
+
 # Cache backends whose increment is one atomic server operation.
 ATOMIC_CACHE_BACKENDS = ("RedisCache", "PyMemcacheCache", "PyLibMCCache")
 
@@ -169,8 +208,11 @@ def counter() -> Counter:
     config = settings.CACHES["default"]
     identity = (config["BACKEND"], str(config.get("LOCATION", "")), str(settings.RATE_LIMIT_DIR))
     if _counter is None or _counter[0] != identity:
-        if config["BACKEND"].rsplit(".", 1)[-1] in ATOMIC_CACHE_BACKENDS:
-            chosen: Counter = CacheCounter(caches["default"])
+        backend = config["BACKEND"].rsplit(".", 1)[-1]
+        if config["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+            chosen: Counter = RedisCounter(caches["default"])
+        elif backend in ATOMIC_CACHE_BACKENDS:
+            chosen = CacheCounter(caches["default"])
         else:
             chosen = FileCounter(Path(settings.RATE_LIMIT_DIR))
         _counter = (identity, chosen)

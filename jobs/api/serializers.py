@@ -394,6 +394,42 @@ def extra_images_of(job: Job) -> dict:
     return shown
 
 
+def parameters_of(job: Job) -> dict:
+    """A job's ``parameters`` (``ParametersOutput``)."""
+    return {
+        "seed": job.seed,
+        "cfg_scale": job.cfg_scale,
+        "motion_bucket_id": job.motion_bucket_id,
+        "prompt": job.prompt,
+        "prompt_source": job.prompt_source,
+        "negative_prompt": job.negative_prompt,
+        "width": job.width,
+        "height": job.height,
+        **{name: value for name, value in job.extra_params.items() if name in PROVIDER_PARAMETERS},
+        **extra_images_of(job),
+    }
+
+
+def video_of(job: Job, request, until=None) -> dict | None:
+    """A completed job's ``video`` (``VideoInfoOutput``) with signed links, else None."""
+    if job.status != Job.COMPLETED or not job.video:
+        return None
+    return {
+        "url": signed_result_url(request, job, "video", until),
+        "poster_url": signed_result_url(request, job, "poster", until),
+        "frames": job.video_frames,
+        "duration": job.video_duration,
+        "bytes": job.video_bytes,
+    }
+
+
+def error_of(job: Job) -> dict | None:
+    """A failed job's ``error`` (``ErrorInfoOutput``), else None."""
+    if not job.error_code:
+        return None
+    return {"code": job.error_code, "message": job.error_message}
+
+
 class ErrorInfoOutput(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
@@ -472,39 +508,16 @@ class JobOutput(FieldsBuiltOnce, serializers.ModelSerializer):
 
     @extend_schema_field(ParametersOutput)
     def get_parameters(self, job: Job) -> dict:
-        return {
-            "seed": job.seed,
-            "cfg_scale": job.cfg_scale,
-            "motion_bucket_id": job.motion_bucket_id,
-            "prompt": job.prompt,
-            "prompt_source": job.prompt_source,
-            "negative_prompt": job.negative_prompt,
-            "width": job.width,
-            "height": job.height,
-            **{name: value for name, value in job.extra_params.items() if name in PROVIDER_PARAMETERS},
-            **extra_images_of(job),
-        }
+        return parameters_of(job)
 
     @extend_schema_field(VideoInfoOutput(allow_null=True))
     def get_video(self, job: Job) -> dict | None:
-        if job.status != Job.COMPLETED or not job.video:
-            return None
-        request = self.context.get("request")
         # A webhook's links must outlive its retries: they last as long as the video.
-        until = self.context.get("link_until")
-        return {
-            "url": signed_result_url(request, job, "video", until),
-            "poster_url": signed_result_url(request, job, "poster", until),
-            "frames": job.video_frames,
-            "duration": job.video_duration,
-            "bytes": job.video_bytes,
-        }
+        return video_of(job, self.context.get("request"), self.context.get("link_until"))
 
     @extend_schema_field(ErrorInfoOutput(allow_null=True))
     def get_error(self, job: Job) -> dict | None:
-        if not job.error_code:
-            return None
-        return {"code": job.error_code, "message": job.error_message}
+        return error_of(job)
 
 
 class JobDetailOutput(JobOutput):

@@ -23,6 +23,7 @@ from jobs.api import serializers as s
 from jobs.api.errors import error_body
 from jobs.api.extra_images import read_extra_images
 from jobs.api.idempotency import binder, idempotent
+from jobs.api.job_detail import job_detail, read_job_with_timeline
 from jobs.api.parameters import provider_parameter_values
 from jobs.api.parsers import JSONParser
 from jobs.apikeys import create_api_key, revoke_api_key
@@ -204,8 +205,8 @@ class JobDetail(APIView):
         examples=ex.JOBS_RETRIEVE,
     )
     def get(self, request, job_id):
-        job = _own_job(request, job_id)
-        return Response(s.JobDetailOutput(job, context={"request": request}).data)
+        job, timeline = read_job_with_timeline(request.user, job_id)
+        return Response(job_detail(job, timeline, request))
 
 
 class JobCancel(APIView):

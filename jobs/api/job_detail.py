@@ -1,0 +1,114 @@
+"""``GET /api/v1/jobs/{id}``, the API's hottest read, without DRF's serializer machinery.
+
+Clients poll it until the job is final. Built by ``JobDetailOutput`` it cost
+twice the CPU of a plain view doing the same database read (bench/RESULTS.md,
+the hot read): binding and copying twenty fields per answer, a nested
+serializer for the timeline, and the ORM building that timeline's query. Here
+the job is read as a plain view reads it, its timeline in SQL (on PostgreSQL
+within the job's query), and the answer is written out directly.
+
+``JobDetailOutput`` stays the schema and the source of truth:
+tests/test_api_job_detail.py checks that this gives the same JSON for a job in
+every state, so a field added there fails that test until it is added here.
+The nested parts (parameters, video, error) are the serializer's own functions.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.db import connection
+from django.db.models import TextField
+from django.db.models.expressions import RawSQL
+from django.http import Http404
+from django.utils.dateparse import parse_datetime
+from rest_framework.fields import DateTimeField
+
+from jobs.actions import can_cancel
+from jobs.api.serializers import error_of, parameters_of, video_of
+from jobs.models import Job, JobEvent
+from jobs.queue_position import queue_position
+
+# DRF's own rendering of a datetime (ISO 8601 in the current time zone, "Z" for UTC).
+_DATETIME = DateTimeField()
+
+
+def _when(value) -> str | None:
+    return None if value is None else _DATETIME.to_representation(value)
+
+
+def read_job_with_timeline(user, job_id) -> tuple[Job, list[tuple]]:
+    """The caller's job and its timeline; 404 for anyone else's (its existence is not told)."""
+    jobs = Job.objects.for_user(user)
+    if connection.vendor == "postgresql":
+        # One round trip, not two: on PostgreSQL the poll's cost is mostly round trips.
+        jobs = jobs.annotate(timeline_json=RawSQL(_PG_TIMELINE, [], output_field=TextField()))
+    try:
+        job = jobs.get(pk=job_id)
+    except Job.DoesNotExist:
+        raise Http404 from None
+    if connection.vendor == "postgresql":
+        return job, [(parse_datetime(at), *rest) for at, *rest in json.loads(job.timeline_json)]
+    return job, _timeline(job)
+
+
+# The job's events as a JSON array of [at, from_status, to_status, message], oldest first.
+_PG_TIMELINE = (
+    "SELECT COALESCE(json_agg(json_build_array(e.at, e.from_status, e.to_status, e.message) "
+    f"ORDER BY e.at, e.id), '[]')::text FROM {JobEvent._meta.db_table} e "
+    f"WHERE e.job_id = {Job._meta.db_table}.id"
+)
+
+
+def _timeline(job: Job) -> list[tuple]:
+    """The job's events as (at, from_status, to_status, message), oldest first.
+
+    In SQL: building this query in the ORM cost more than running it, as much
+    as the job's own read (bench/RESULTS.md, the hot read); fetching it joined
+    to the job's read cost more still (the job's row again for every event).
+    """
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(name) for name in ("at", "from_status", "to_status", "message"))
+    job_column = JobEvent._meta.get_field("job")
+    key = job_column.target_field.get_db_prep_value(job.pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {quote(JobEvent._meta.db_table)} "
+            f"WHERE {quote(job_column.column)} = %s ORDER BY {quote('at')}, {quote('id')}",
+            [key],
+        )
+        rows = cursor.fetchall()
+    # SQLite hands back naive datetimes in UTC; the ORM would make them aware.
+    aware = getattr(connection.ops, "convert_datetimefield_value", None)
+    if aware is None:
+        return rows
+    return [(aware(at, None, connection), *rest) for at, *rest in rows]
+
+
+def job_detail(job: Job, timeline: list[tuple], request) -> dict:
+    """What ``JobDetailOutput(job, context={"request": request}).data`` gives, field for field."""
+    return {
+        "id": str(job.pk),
+        "status": job.status,
+        "progress": float(job.progress),
+        "queue_position": queue_position(job),
+        "status_message": job.status_message,
+        "cancellable": can_cancel(job),
+        "provider": job.provider,
+        "model": job.model,
+        "parameters": parameters_of(job),
+        "seed_used": job.seed_used,
+        "cost": job.cost,
+        "finish_reason": job.finish_reason,
+        "video": video_of(job, request),
+        "error": error_of(job),
+        "request_id": job.request_id,
+        "created_at": _when(job.created_at),
+        "submitted_at": _when(job.submitted_at),
+        "finished_at": _when(job.finished_at),
+        "expires_at": _when(job.expires_at),
+        "timeline": [
+            {"at": _when(at), "from_status": before, "to_status": after, "message": message}
+            for at, before, after, message in timeline
+        ],
+    }
