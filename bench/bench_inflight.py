@@ -9,7 +9,7 @@ Run from the repository root::
 and with ``--scale`` on PostgreSQL and django-q2's Redis broker.)
 
 Everything runs on 127.0.0.1 in a throwaway directory: its own SQLite file
-(with ``--scale``, a throwaway database on the local PostgreSQL and db 14 of
+(with ``--scale``, a throwaway database on the local PostgreSQL and db 5 of
 the local Redis), media and scratch folders, and the fake Stability server
 (tests/fakes) in this process. The fake refuses (429) any poll of a job sooner than ``--floor``
 seconds after the last one, and job ``i`` becomes ready at a scripted time,
@@ -348,7 +348,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scale",
         action="store_true",
         help="PostgreSQL (a throwaway database on 127.0.0.1:5432) and django-q2's Redis broker "
-        "(127.0.0.1:6379, db 14) instead of SQLite and the ORM broker",
+        "(127.0.0.1:6379, db 5) instead of SQLite and the ORM broker",
     )
     parser.add_argument(
         "--conn-max-age",
@@ -362,7 +362,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
-REDIS_BROKER = "redis://127.0.0.1:6379/14"
+REDIS_BROKER = "redis://127.0.0.1:6379/5"
 
 
 def scale_database(create: bool) -> str:
