@@ -89,18 +89,7 @@ def probe_video(path: Path) -> VideoInfo:
                     last_time = frame.time
             if frames == 0:
                 raise BadVideo("no decodable frames")
-            rate = float(stream.average_rate or stream.guessed_rate or 0) or None
-            duration = last_time + (1 / rate if rate else 0.0)
-            if stream.duration is not None and stream.time_base is not None:
-                duration = max(duration, float(stream.duration * stream.time_base))
-            return VideoInfo(
-                codec=stream.codec_context.name,
-                width=stream.codec_context.width,
-                height=stream.codec_context.height,
-                frames=frames,
-                duration=round(duration, 3),
-                pix_fmt=stream.codec_context.pix_fmt or "",
-            )
+            return _video_info(stream, frames, last_time)
     except BadVideo:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -136,25 +125,30 @@ def inspect_video(path: Path, poster_path: Path | None = None) -> VideoInfo:
                 first = next(iter(stream.codec_context.decode(None)), None)
             if frames == 0 or first is None:
                 raise BadVideo("no decodable frames")
-            rate = float(stream.average_rate or stream.guessed_rate or 0) or None
-            duration = float(last_pts * stream.time_base) if last_pts is not None and stream.time_base else 0.0
-            duration += 1 / rate if rate else 0.0
-            if stream.duration is not None and stream.time_base is not None:
-                duration = max(duration, float(stream.duration * stream.time_base))
             if poster_path is not None:
                 first.to_image().save(poster_path, "JPEG", quality=85)
-            return VideoInfo(
-                codec=stream.codec_context.name,
-                width=stream.codec_context.width,
-                height=stream.codec_context.height,
-                frames=frames,
-                duration=round(duration, 3),
-                pix_fmt=stream.codec_context.pix_fmt or "",
-            )
+            last_time = float(last_pts * stream.time_base) if last_pts is not None and stream.time_base else 0.0
+            return _video_info(stream, frames, last_time)
     except BadVideo:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise BadVideo(str(exc)) from exc
+
+
+def _video_info(stream, frames: int, last_time: float) -> VideoInfo:
+    """The figures of a video stream whose last frame shows at ``last_time`` s."""
+    rate = float(stream.average_rate or stream.guessed_rate or 0) or None
+    duration = last_time + (1 / rate if rate else 0.0)
+    if stream.duration is not None and stream.time_base is not None:
+        duration = max(duration, float(stream.duration * stream.time_base))
+    return VideoInfo(
+        codec=stream.codec_context.name,
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        frames=frames,
+        duration=round(duration, 3),
+        pix_fmt=stream.codec_context.pix_fmt or "",
+    )
 
 
 def write_poster(video_path: Path, poster_path: Path) -> None:
