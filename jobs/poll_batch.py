@@ -53,7 +53,9 @@ def advance_batch(job_ids: list, pool: Executor, finish: Executor | None = None)
 
 
 def _polled(job: Job) -> bool:
-    if job.status not in Job.PROVIDER_STATES:
+    # Only the provider's look: a describing job (also waiting on a remote
+    # service) checks on CLIP, its own step.
+    if pipeline.STEPS.get(job.status) is not pipeline.step_poll:
         return False
     try:
         return not provider_class(job.provider).renders_inline

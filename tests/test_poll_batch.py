@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from jobs import ledger, poll_batch
 from jobs.models import Job
+from jobs.pipeline import Next
 from jobs.tasks import advance_jobs
 from tests.factories import UserFactory, make_job
 from tests.fakes.fixtures import stability_server_fixture  # noqa: F401
@@ -210,3 +211,19 @@ def test_a_worker_finishing_pool_stores_the_results_of_a_batch(stability_server)
     for job in Job.objects.filter(pk__in=ids):
         assert job.status == Job.COMPLETED, job.error_detail
         assert job.lease_until is None
+
+
+def test_a_describing_job_in_a_batch_checks_on_clip_and_not_on_a_video_it_has_not_asked_for(
+    stability_server, monkeypatch
+):
+    job = make_job(provider="stability", prompt="")
+    Job.objects.filter(pk=job.pk).update(status=Job.DESCRIBING, prompt_job_id="clip-1")
+    looked_at: list = []
+    monkeypatch.setattr(poll_batch.pipeline, "step_describe", lambda j: looked_at.append(j.pk) or Next.WAIT)
+    monkeypatch.setitem(poll_batch.pipeline.STEPS, Job.DESCRIBING, poll_batch.pipeline.step_describe)
+    monkeypatch.setattr(poll_batch, "_look", lambda *args: pytest.fail("a describing job has no video to look at"))
+
+    advance_jobs([str(job.pk)])
+
+    job.refresh_from_db()
+    assert looked_at == [job.pk] and job.status == Job.DESCRIBING and job.lease_until is None
