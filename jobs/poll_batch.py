@@ -36,11 +36,16 @@ def advance_batch(job_ids: list, pool: Executor, finish: Executor | None = None)
     stored (on PostgreSQL, a few commits each, and one user's charges one
     after another) kept the worker from the next batch's looks, which came
     late. Without ``finish`` they are stored on ``pool`` before returning."""
-    jobs = pipeline.claim_many(job_ids)
+    polls: list[Job] = []
+    alone: list[Future] = []
     threaded = not isinstance(pool, InlineExecutor)
-    alone = [pool.submit(_run_alone, job, threaded) for job in jobs if not _polled(job)]
+    for job in pipeline.claim_many(job_ids):
+        if _polled(job):
+            polls.append(job)
+        else:
+            alone.append(pool.submit(_run_alone, job, threaded))
     try:
-        for job in _poll_together([job for job in jobs if _polled(job)], pool):
+        for job in _poll_together(polls, pool):
             # A result to store (or whatever the look moved it on to): its own
             # steps and release, beside the others' (each waits on its commits).
             if finish is None:
