@@ -3,7 +3,9 @@ in-process (django-q2 sync mode) unless a test starts a real worker."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from django_q.conf import Conf
@@ -26,6 +28,18 @@ def _media_root(settings, tmp_path):
 def _fresh_request_budgets(settings, tmp_path):
     # Every test starts with full budgets (per user, and per address for wrong keys).
     settings.RATE_LIMIT_DIR = tmp_path / "ratelimit"
+
+
+@pytest.fixture(autouse=True)
+def _budget_windows_hold_still(monkeypatch):
+    # Budgets count in fixed windows: a test that happened to cross a minute's
+    # end saw its budget filled again and its 429 never came. In this process
+    # the budgets' clock stays at the test's start (servers a test starts keep
+    # the real one, and their tests use hour-long windows).
+    from jobs.api import ratelimit
+
+    started = time.time()
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: started))
 
 
 @pytest.fixture(autouse=True)
