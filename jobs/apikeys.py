@@ -30,7 +30,17 @@ def create_api_key(*, user, name: str = "") -> tuple[ApiKey, str]:
 
 
 def authenticate_key(raw: str) -> ApiKey | None:
-    """The active key matching ``raw``, or None; constant-time comparison."""
+    """The active key matching ``raw``, or None; constant-time comparison.
+    Notes the key's use (``note_use``)."""
+    key = find_key(raw)
+    if key is not None:
+        note_use(key)
+    return key
+
+
+def find_key(raw: str) -> ApiKey | None:
+    """``authenticate_key`` without noting the use: for a caller that may still
+    refuse the request (an address that sent too many wrong keys)."""
     # A NUL cannot be in a key we made, and PostgreSQL refuses it in a query (a 500, not a 401).
     if not raw.startswith(KEY_PREFIX) or raw.count("_") < 2 or "\x00" in raw:
         return None
@@ -38,11 +48,15 @@ def authenticate_key(raw: str) -> ApiKey | None:
     key = ApiKey.objects.active().select_related("user").filter(prefix=prefix).first()
     if key is None or not hmac.compare_digest(key.key_hash, _hash(raw)) or not key.user.is_active:
         return None
+    return key
+
+
+def note_use(key: ApiKey) -> None:
+    """Keep ``last_used_at`` to the minute."""
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
-    return key
 
 
 def rename_api_key(key: ApiKey, name: str) -> bool:

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from jobs.api import ratelimit
 from jobs.api.auth import PerUserThrottle
 from jobs.apikeys import create_api_key
+from jobs.models import ApiKey
 from tests.api_helpers import key_client
 from tests.factories import UserFactory
 from tests.live_web import LiveWeb
@@ -84,6 +85,56 @@ def test_wrong_keys_from_one_address_get_429_after_the_limit(settings):
     # Other addresses are not affected.
     assert wrong_key_client("198.51.100.9").get("/api/v1/credits").status_code == 401
     assert key_client().get("/api/v1/credits").status_code == 200
+
+
+def test_a_right_key_refused_for_its_address_spends_nothing_and_is_not_noted_as_used(settings, rate):
+    rate("2/minute")
+    settings.API_AUTH_FAILURE_RATE = "1/minute"
+    assert wrong_key_client("203.0.113.9").get("/api/v1/credits").status_code == 401
+    right = key_client()
+    right.defaults["REMOTE_ADDR"] = "203.0.113.9"
+    assert [right.get("/api/v1/credits").status_code for _ in range(3)] == [429] * 3
+    assert ApiKey.objects.get(user=right.user).last_used_at is None
+    right.defaults["REMOTE_ADDR"] = "198.51.100.10"
+    assert [right.get("/api/v1/credits").status_code for _ in range(3)] == [200, 200, 429]  # the whole budget
+
+
+def counters(settings, tmp_path):
+    """Each kind of counter this machine can run: files, a cache's add and incr, and Redis when configured."""
+    settings.CACHES = {**settings.CACHES, "counting": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    found = [ratelimit.FileCounter(tmp_path), ratelimit.CacheCounter(caches["counting"])]
+    if os.environ.get("CACHE_URL", "").startswith("redis"):
+        found.append(ratelimit.RedisCounter(caches["default"]))
+    return found
+
+
+def test_every_counter_counts_a_bucket_only_while_its_guard_has_room(settings, tmp_path):
+    for counter in counters(settings, tmp_path):
+        counter.hit("guard", 60)
+        first = counter.hit_unless_spent("guard", 60, 2, "user:1", 60)
+        assert (first.spent, first.counted.count) == (None, 1), counter
+        counter.hit("guard", 60)
+        refused = counter.hit_unless_spent("guard", 60, 2, "user:1", 60)
+        assert (refused.spent.count, refused.counted) == (2, None), counter
+        assert 0 < refused.spent.resets_in <= 60
+        assert counter.peek("user:1", 60).count == 1, counter  # the refused one was not counted
+
+
+@pytest.mark.skipif(not os.environ.get("CACHE_URL", "").startswith("redis"), reason="runs with CACHE_URL=redis://…")
+def test_a_keyed_api_request_costs_one_redis_round_trip_for_both_budgets(monkeypatch):
+    api = key_client()
+    api.get("/api/v1/credits")  # the key's first use, and the script loaded
+    client = ratelimit.counter()._redis()
+    sent = []
+    real = type(client).execute_command
+
+    def counting(self, *args, **options):
+        sent.append(args[0])
+        return real(self, *args, **options)
+
+    monkeypatch.setattr(type(client), "execute_command", counting)
+    assert api.get("/api/v1/credits").status_code == 200
+    assert sent == ["EVALSHA"]
 
 
 def test_revoked_and_unknown_keys_count_as_failures(settings):

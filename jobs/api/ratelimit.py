@@ -17,7 +17,9 @@ Where the counts live:
 * ``CacheCounter``, when the cache is Redis or Memcached (``CACHE_URL``): one
   key per bucket and window, ``add`` then ``incr``, which those servers do
   atomically; shared by every machine using that cache. On Django's Redis
-  cache, ``RedisCounter`` does the same in one round trip.
+  cache, ``RedisCounter`` does the same in one round trip, and a look at one
+  budget with a count of another (``hit_unless_spent``: a right key's address
+  check and its user's count) in one script.
 
 Stale files (buckets not seen for two periods) are pruned now and then by the
 request that creates a new file, under the same lock, so a bucket is never
@@ -48,10 +50,33 @@ class Count:
     resets_in: float
 
 
+@dataclass(frozen=True)
+class Guarded:
+    """What ``hit_unless_spent`` did: the guard's count when that budget was
+    used up (then nothing was counted), else the bucket's new count."""
+
+    spent: Count | None
+    counted: Count | None
+
+
 class Counter(Protocol):
     def hit(self, bucket: str, period: int) -> Count: ...
 
     def peek(self, bucket: str, period: int) -> Count: ...
+
+    def hit_unless_spent(self, guard: str, guard_period: int, guard_limit: int, bucket: str, period: int) -> Guarded:
+        """Count ``bucket`` unless ``guard`` has reached ``guard_limit``."""
+        ...
+
+
+class _LookThenCount:
+    """``hit_unless_spent`` as a look and then a count, for counters whose operations are local."""
+
+    def hit_unless_spent(self, guard: str, guard_period: int, guard_limit: int, bucket: str, period: int) -> Guarded:
+        seen = self.peek(guard, guard_period)
+        if seen.count >= guard_limit:
+            return Guarded(spent=seen, counted=None)
+        return Guarded(spent=None, counted=self.hit(bucket, period))
 
 
 def _window(period: int, now: float) -> tuple[int, float]:
@@ -59,7 +84,7 @@ def _window(period: int, now: float) -> tuple[int, float]:
     return window, (window + 1) * period - now
 
 
-class FileCounter:
+class FileCounter(_LookThenCount):
     """Counts in small files under ``directory``, one per bucket, locked with ``flock``."""
 
     def __init__(self, directory: Path) -> None:
@@ -129,7 +154,7 @@ class FileCounter:
                 os.close(fd)
 
 
-class CacheCounter:
+class CacheCounter(_LookThenCount):
     """Counts in a cache whose ``incr`` is atomic (Redis, Memcached): one key per bucket and window."""
 
     def __init__(self, cache) -> None:
@@ -171,6 +196,7 @@ class RedisCounter(CacheCounter):
     def __init__(self, cache) -> None:
         super().__init__(cache)
         self._client = None
+        self._guarded_hit = None
 
     def _redis(self):
         if self._client is None:
@@ -190,6 +216,36 @@ class RedisCounter(CacheCounter):
         window, resets_in = _window(period, time.time())
         value = self._redis().get(self.cache.make_and_validate_key(self._key(bucket, window)))
         return Count(int(value) if value is not None else 0, resets_in)
+
+    def hit_unless_spent(self, guard: str, guard_period: int, guard_limit: int, bucket: str, period: int) -> Guarded:
+        # One round trip where a look and a count were two: an API request's
+        # budgets cost a Redis round trip each (bench/RESULTS.md, the hot read).
+        if self._guarded_hit is None:
+            self._guarded_hit = self._redis().register_script(_GUARDED_HIT)
+        guard_window, guard_resets_in = _window(guard_period, time.time())
+        window, resets_in = _window(period, time.time())
+        done, count = self._guarded_hit(
+            keys=[
+                self.cache.make_and_validate_key(self._key(guard, guard_window)),
+                self.cache.make_and_validate_key(self._key(bucket, window)),
+            ],
+            args=[guard_limit, period + 1],
+        )
+        if not done:
+            return Guarded(spent=Count(count, guard_resets_in), counted=None)
+        return Guarded(spent=None, counted=Count(count, resets_in))
+
+
+# KEYS: the guard's key, the bucket's key; ARGV: the guard's limit, the bucket key's lifetime.
+# Answers {0, the guard's count} when the guard is used up, else {1, the bucket's new count}.
+_GUARDED_HIT = """
+local seen = tonumber(redis.call('GET', KEYS[1]) or '0')
+if seen >= tonumber(ARGV[1]) then
+  return {0, seen}
+end
+redis.call('SET', KEYS[2], 0, 'NX', 'EX', ARGV[2])
+return {1, redis.call('INCR', KEYS[2])}
+"""
 
 
 # Cache backends whose increment is one atomic server operation.
