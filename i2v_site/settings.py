@@ -243,15 +243,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so a test can share its database with a real worker.
     # One file per test run, so two runs on one machine never share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
-else:
-    # Kept PostgreSQL connections made a status poll 2.7x faster than a new
-    # connection per request or task (bench/RESULTS.md, the hot read). Kept connections are
-    # checked before each request's or task's first query, so one broken by an
-    # outage or a restart is replaced, not handed out. Overridable in the URL:
-    # postgres://…?conn_max_age=0 (a connection per request) or
-    # ?conn_health_checks=false.
-    DATABASES["default"]["CONN_MAX_AGE"] = _url_seconds(DATABASES["default"].get("CONN_MAX_AGE", 60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = _url_flag(DATABASES["default"].get("CONN_HEALTH_CHECKS", True))
+# Connections are kept 60 s: a new one per request or task made a PostgreSQL
+# status poll 2.7x slower (bench/RESULTS.md, the hot read), and on SQLite
+# opening one (the file, its schema, the pragmas) was 2 of the 7 ms from a
+# job's creation to its first step on an idle worker (bench/RESULTS.md, enqueue
+# to start). Kept connections are checked before each request's or task's first
+# query, so one broken by an outage or a restart is replaced, not handed out.
+# Overridable in the URL: …?conn_max_age=0 (a connection per request) or
+# ?conn_health_checks=false.
+DATABASES["default"]["CONN_MAX_AGE"] = _url_seconds(DATABASES["default"].get("CONN_MAX_AGE", 60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = _url_flag(DATABASES["default"].get("CONN_HEALTH_CHECKS", True))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -165,10 +165,11 @@ def database_settings(tmp_path, url: str) -> subprocess.CompletedProcess:
         ("postgres://i2v@10.0.0.10:5432/i2v", ["60", "True"]),
         ("postgres://i2v@10.0.0.10:5432/i2v?conn_max_age=0", ["0", "True"]),
         ("postgres://i2v@10.0.0.10:5432/i2v?conn_max_age=300&conn_health_checks=false", ["300", "False"]),
-        ("sqlite:///{tmp}/db.sqlite3", ["0", "False"]),
+        ("sqlite:///{tmp}/db.sqlite3", ["60", "True"]),
+        ("sqlite:///{tmp}/db.sqlite3?conn_max_age=0", ["0", "True"]),
     ],
 )
-def test_postgresql_connections_are_kept_a_minute_and_checked_unless_the_url_says_otherwise(tmp_path, url, expected):
+def test_connections_are_kept_a_minute_and_checked_unless_the_url_says_otherwise(tmp_path, url, expected):
     result = database_settings(tmp_path, url.format(tmp=tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == expected
