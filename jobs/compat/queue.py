@@ -442,7 +442,10 @@ def find_request(owner_id, model_id: str, request_id: str) -> Job:
         job_id = uuid.UUID(request_id)
     except ValueError:
         raise QueueError(400, BAD_ID_MESSAGE) from None
-    job = Job.objects.filter(pk=job_id, owner_id=owner_id).select_related("queue_request").first()
+    # Unordered (there is at most one): first() would order it, which only costs a poll CPU.
+    job = next(
+        iter(Job.objects.filter(pk=job_id, owner_id=owner_id).select_related("queue_request").order_by()[:1]), None
+    )
     asked = getattr(job, "queue_request", None) if job is not None else None
     if asked is None or model_id not in (asked.model_id, fal_app_id(asked.model_id)):
         raise QueueError(404, NOT_FOUND_MESSAGE)
