@@ -4,8 +4,8 @@ Clients poll it until the job is final. Built by ``JobDetailOutput`` it cost
 twice the CPU of a plain view doing the same database read (bench/RESULTS.md,
 the hot read): binding and copying twenty fields per answer, a nested
 serializer for the timeline, and the ORM building that timeline's query. Here
-the job's query is built once per process, its timeline read in SQL (on
-PostgreSQL within the job's query), and the answer is written out directly.
+the job's query is built once per process, with its timeline as JSON in the
+same row, and the answer is written out directly.
 
 ``JobDetailOutput`` stays the schema and the source of truth:
 tests/test_api_job_detail.py checks that this gives the same JSON for a job in
@@ -48,9 +48,12 @@ def read_job_with_timeline(user, job_id) -> tuple[Job, list[tuple]]:
     job = next(iter(Job.objects.raw(sql, [given[role] for role in roles])), None)
     if job is None:
         raise Http404
-    if connection.vendor == "postgresql":
-        return job, [(parse_datetime(at), *rest) for at, *rest in json.loads(job.timeline_json)]
-    return job, _timeline(job)
+    # SQLite's JSON holds its stored text (UTC, without a zone), PostgreSQL's an ISO time with one.
+    when = getattr(connection.ops, "convert_datetimefield_value", None)
+    events = json.loads(job.timeline_json)
+    if when is None:
+        return job, [(parse_datetime(at), *rest) for at, *rest in events]
+    return job, [(when(at, None, connection), *rest) for at, *rest in events]
 
 
 # The job read's SQL for each kind of database, and which parameter is which.
@@ -62,13 +65,12 @@ _OWNER, _JOB = -4242, uuid.UUID("00000000-0000-4000-8000-00000000beef")
 def _job_read() -> tuple[str, tuple[str, ...]]:
     """The caller's job by id, as SQL the ORM builds once per process: building
     it for every poll cost more than running it (bench/RESULTS.md, the hot
-    read). On PostgreSQL the timeline comes in the same row, as JSON: one round
-    trip, not two, where a poll's cost is mostly round trips."""
+    read). The timeline comes in the same row, as JSON: one query, not two."""
     vendor = connection.vendor
     if vendor not in _job_reads:
+        timeline = _PG_TIMELINE if vendor == "postgresql" else _SQLITE_TIMELINE
         jobs = Job.objects.for_user(_OWNER).filter(pk=_JOB)
-        if vendor == "postgresql":
-            jobs = jobs.annotate(timeline_json=RawSQL(_PG_TIMELINE, [], output_field=TextField()))
+        jobs = jobs.annotate(timeline_json=RawSQL(timeline, [], output_field=TextField()))
         sql, params = jobs.query.sql_with_params()
         stand_ins = {
             Job._meta.get_field("owner").target_field.get_db_prep_value(_OWNER, connection): "owner",
@@ -85,31 +87,13 @@ _PG_TIMELINE = (
     f"ORDER BY e.at, e.id), '[]')::text FROM {JobEvent._meta.db_table} e "
     f"WHERE e.job_id = {Job._meta.db_table}.id"
 )
-
-
-def _timeline(job: Job) -> list[tuple]:
-    """The job's events as (at, from_status, to_status, message), oldest first.
-
-    In SQL: building this query in the ORM cost more than running it, as much
-    as the job's own read (bench/RESULTS.md, the hot read); fetching it joined
-    to the job's read cost more still (the job's row again for every event).
-    """
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(name) for name in ("at", "from_status", "to_status", "message"))
-    job_column = JobEvent._meta.get_field("job")
-    key = job_column.target_field.get_db_prep_value(job.pk, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {columns} FROM {quote(JobEvent._meta.db_table)} "
-            f"WHERE {quote(job_column.column)} = %s ORDER BY {quote('at')}, {quote('id')}",
-            [key],
-        )
-        rows = cursor.fetchall()
-    # SQLite hands back naive datetimes in UTC; the ORM would make them aware.
-    aware = getattr(connection.ops, "convert_datetimefield_value", None)
-    if aware is None:
-        return rows
-    return [(aware(at, None, connection), *rest) for at, *rest in rows]
+# SQLite before 3.44 has no ORDER BY inside an aggregate: the events are ordered in a subquery,
+# whose order json_group_array keeps.
+_SQLITE_TIMELINE = (
+    "SELECT json_group_array(json_array(e.at, e.from_status, e.to_status, e.message)) FROM "
+    f"(SELECT at, from_status, to_status, message FROM {JobEvent._meta.db_table} "
+    f"WHERE job_id = {Job._meta.db_table}.id ORDER BY at, id) e"
+)
 
 
 def job_detail(job: Job, timeline: list[tuple], request) -> dict:
