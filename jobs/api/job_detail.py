@@ -41,10 +41,7 @@ def _when(value) -> str | None:
 def read_job_with_timeline(user, job_id) -> tuple[Job, list[tuple]]:
     """The caller's job and its timeline; 404 for anyone else's (its existence is not told)."""
     sql, roles = _job_read()
-    given = {
-        "owner": Job._meta.get_field("owner").target_field.get_db_prep_value(user.pk, connection),
-        "pk": Job._meta.pk.get_db_prep_value(job_id, connection),
-    }
+    given = _parameters(user.pk, job_id)
     job = next(iter(Job.objects.raw(sql, [given[role] for role in roles])), None)
     if job is None:
         raise Http404
@@ -62,6 +59,14 @@ _job_reads: dict[str, tuple[str, tuple[str, ...]]] = {}
 _OWNER, _JOB = -4242, uuid.UUID("00000000-0000-4000-8000-00000000beef")
 
 
+def _parameters(owner_id, job_id) -> dict[str, object]:
+    """The owner's and the job's ids as this database takes them in a query."""
+    return {
+        "owner": Job._meta.get_field("owner").target_field.get_db_prep_value(owner_id, connection),
+        "pk": Job._meta.pk.get_db_prep_value(job_id, connection),
+    }
+
+
 def _job_read() -> tuple[str, tuple[str, ...]]:
     """The caller's job by id, as SQL the ORM builds once per process: building
     it for every poll cost more than running it (bench/RESULTS.md, the hot
@@ -72,10 +77,7 @@ def _job_read() -> tuple[str, tuple[str, ...]]:
         jobs = Job.objects.for_user(_OWNER).filter(pk=_JOB)
         jobs = jobs.annotate(timeline_json=RawSQL(timeline, [], output_field=TextField()))
         sql, params = jobs.query.sql_with_params()
-        stand_ins = {
-            Job._meta.get_field("owner").target_field.get_db_prep_value(_OWNER, connection): "owner",
-            Job._meta.pk.get_db_prep_value(_JOB, connection): "pk",
-        }
+        stand_ins = {value: role for role, value in _parameters(_OWNER, _JOB).items()}
         roles = tuple(stand_ins[param] for param in params)  # a KeyError here: for_user grew a condition
         _job_reads[vendor] = (sql, roles)
     return _job_reads[vendor]

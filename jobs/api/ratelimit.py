@@ -222,8 +222,9 @@ class RedisCounter(CacheCounter):
         # budgets cost a Redis round trip each (bench/RESULTS.md, the hot read).
         if self._guarded_hit is None:
             self._guarded_hit = self._redis().register_script(_GUARDED_HIT)
-        guard_window, guard_resets_in = _window(guard_period, time.time())
-        window, resets_in = _window(period, time.time())
+        now = time.time()
+        guard_window, guard_resets_in = _window(guard_period, now)
+        window, resets_in = _window(period, now)
         done, count = self._guarded_hit(
             keys=[
                 self.cache.make_and_validate_key(self._key(guard, guard_window)),
