@@ -48,7 +48,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from jobs import ledger, links, media
+from jobs import lease_claim, ledger, links, media
 from jobs.infra_errors import is_infrastructure_error
 from jobs.models import Job, JobEvent
 from jobs.provider_hooks import links as hook_links
@@ -155,25 +155,28 @@ def claim(job_id) -> Job | None:
 
 
 def claim_many(job_ids: list) -> list[Job]:
-    """``claim`` for a batch of jobs: one UPDATE and one read, whatever its size.
+    """``claim`` for a batch of jobs: one statement whatever its size
+    (``jobs.lease_claim``); on a database that cannot return rows from an
+    UPDATE, an UPDATE and then a read.
 
-    The rows this call took are told from rows another worker holds by the
-    lease's end, which is made unique to the call (a random part below the
-    millisecond): a batch of polls then costs two statements to claim instead
-    of two per job.
+    For that read, the rows this call took are told from rows another worker
+    holds by the lease's end, which is made unique to the call (a random part
+    below the millisecond).
     """
     now = timezone.now()
     lease_until = now + timedelta(seconds=settings.JOB_LEASE_SECONDS, microseconds=secrets.randbelow(999_000))
-    claimed = (
-        Job.objects.filter(pk__in=job_ids)
-        .exclude(status__in=Job.FINAL_STATES)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=lease_until, next_poll_at=lease_until, attempts=F("attempts") + 1)
-    )
-    if not claimed:
-        return []
+    if lease_claim.can_claim_in_one_statement():
+        taken = lease_claim.claim_rows(job_ids, now, lease_until)
+    else:
+        claimed = (
+            Job.objects.filter(pk__in=job_ids)
+            .exclude(status__in=Job.FINAL_STATES)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .update(lease_until=lease_until, next_poll_at=lease_until, attempts=F("attempts") + 1)
+        )
+        taken = list(Job.objects.filter(pk__in=job_ids, lease_until=lease_until)) if claimed else []
     jobs = []
-    for job in Job.objects.select_related("upload").filter(pk__in=job_ids, lease_until=lease_until):
+    for job in taken:
         job.__dict__["_claimed_at"] = now  # a provider's poke after this is for release() to see
         if job.attempts > settings.JOB_MAX_ATTEMPTS:
             _quarantine(job)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import media, pipeline
@@ -87,6 +90,35 @@ def test_a_claimed_job_cannot_be_claimed_again_until_its_lease_runs_out():
     assert pipeline.claim(job.pk) is None
     Job.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
     assert pipeline.claim(job.pk) is not None
+
+
+def test_a_claim_is_one_statement_that_returns_the_job_as_stored():
+    job = make_job(seed=9)
+    Job.objects.filter(pk=job.pk).update(extra_params={"camera": "orbit"})  # JSON comes back as JSON
+    other = make_job()
+    with CaptureQueriesContext(connection) as queries:
+        claimed = pipeline.claim_many([job.pk, other.pk, uuid.uuid4()])
+
+    assert len(queries.captured_queries) == 1
+    assert sorted(j.pk for j in claimed) == sorted([job.pk, other.pk])
+    mine = next(j for j in claimed if j.pk == job.pk)
+    stored = Job.objects.get(pk=job.pk)
+    assert mine.attempts == stored.attempts == 1
+    assert mine.lease_until == stored.lease_until > timezone.now()
+    assert mine.next_poll_at == stored.lease_until
+    assert mine.created_at == stored.created_at and timezone.is_aware(mine.created_at)
+    assert mine.extra_params == {"camera": "orbit"} and mine.seed == 9
+    assert mine.upload == stored.upload  # loaded when a step asks for it
+
+
+def test_a_claim_leaves_final_and_leased_jobs_alone():
+    done = make_job()
+    Job.objects.filter(pk=done.pk).update(status=Job.COMPLETED)
+    leased = make_job()
+    Job.objects.filter(pk=leased.pk).update(lease_until=timezone.now() + timedelta(seconds=30))
+
+    assert pipeline.claim_many([done.pk, leased.pk]) == []
+    assert Job.objects.get(pk=done.pk).attempts == Job.objects.get(pk=leased.pk).attempts == 0
 
 
 def test_job_that_keeps_crashing_its_worker_is_quarantined_with_a_message(settings):
