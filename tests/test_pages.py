@@ -125,3 +125,10 @@ def test_pages_name_their_icon_so_browsers_do_not_ask_for_a_missing_one(client):
     html = client.get(reverse("login")).content.decode()
     assert 'rel="icon" href="/static/favicon.svg"' in html
     assert finders.find("favicon.svg")
+
+
+def test_a_browser_asking_for_favicon_ico_is_sent_to_the_icon(client):
+    # The admin's pages name no icon, so browsers ask for /favicon.ico there.
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"] == "/static/favicon.svg"
