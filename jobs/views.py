@@ -101,7 +101,13 @@ def root(request: HttpRequest) -> HttpResponse:
 
 
 def _render_create(
-    request: HttpRequest, form: CreateJobForm, *, status: int = 200, image_error: str = "", reuse: Job | None = None
+    request: HttpRequest,
+    form: CreateJobForm,
+    *,
+    status: int = 200,
+    image_error: str = "",
+    reuse: Job | None = None,
+    reuse_tail: Job | None = None,
 ):
     options = provider_options()
     chosen = form["provider"].value()
@@ -120,6 +126,7 @@ def _render_create(
         "max_upload_mb": f"{settings.MAX_UPLOAD_BYTES / (1024 * 1024):g}",
         "recent": Job.objects.for_user(request.user).only("id", "status", "created_at", "poster", "provider")[:4],
         "reuse": reuse,
+        "reuse_tail": reuse_tail,
     }
     return render(request, "jobs/create.html", context, status=status)
 
@@ -187,7 +194,28 @@ def _create_form_from(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job_for_user(request, job_id)  # someone else's job is a 404
     reuse = job if _photo_stored(job.upload) else None
     form = CreateJobForm(initial=prefill(job, CreateJobForm.base_fields, photo=reuse is not None))
-    return _render_create(request, form, reuse=reuse, image_error="" if reuse else PHOTO_GONE)
+    reuse_tail = _reusable_tail(request, job.pk)
+    return _render_create(request, form, reuse=reuse, reuse_tail=reuse_tail, image_error="" if reuse else PHOTO_GONE)
+
+
+def _reusable_tail(request: HttpRequest, job_id) -> Job | None:
+    """The user's own job whose end frame a new video may use again, while it
+    is stored; anyone else's job, or a frame gone, is None."""
+    if not job_id:
+        return None
+    try:
+        job = Job.objects.select_related("tail_upload").get(pk=job_id, owner=request.user, tail_upload__isnull=False)
+    except (Job.DoesNotExist, ValueError, ValidationError):
+        return None
+    return job if _photo_stored(job.tail_upload) else None
+
+
+def _tail_again(job: Job) -> ExtraImage:
+    """``job``'s end frame read again like a file just chosen, so it is fitted
+    to the new photo's framing."""
+    tail: Upload = job.tail_upload
+    with tail.original.open("rb") as handle:
+        return ExtraImage(source=handle.read(), field="tail_image", filename=tail.original_name)
 
 
 @login_required
@@ -207,16 +235,19 @@ def home(request: HttpRequest) -> HttpResponse:
     reuse = None if request.FILES.get("image") else _reusable_photo(request, request.POST.get("photo_from"))
     if reuse:
         form.fields["image"].required = False
+    # Likewise the end frame, for a provider that takes one.
+    reuse_tail = None if request.FILES.get("tail_image") else _reusable_tail(request, request.POST.get("tail_from"))
+    kept = {"reuse": reuse, "reuse_tail": reuse_tail}
     if not form.is_valid():
         if request.POST.get("photo_from") and not reuse and "image" in form.errors:
             form.errors["image"] = form.error_class([PHOTO_GONE])
-        return _render_create(request, form, status=400, reuse=reuse)
+        return _render_create(request, form, status=400, **kept)
     data = form.cleaned_data
     # Checked before the image is stored; ledger.hold in create_job stays the real guard.
     balance, cost = balance_of(request.user), cost_of(data["provider"], data["model"])
     if cost > balance:
         form.add_error("provider", InsufficientCredits(balance, cost).message)
-        return _render_create(request, form, status=402, reuse=reuse)
+        return _render_create(request, form, status=402, **kept)
     framing = None if data["framing"] == "auto" else data["framing"]
     if reuse:
         photo = _photo_for(reuse, framing)
@@ -226,6 +257,8 @@ def home(request: HttpRequest) -> HttpResponse:
         # Only a provider that takes an end frame shows the field; create_job_* refuses it for the others.
         end = data["tail_image"]
         photo["tail"] = ExtraImage(source=end, field="tail_image", filename=end.name)
+    elif reuse_tail and provider_class(data["provider"]).accepts_tail_image:
+        photo["tail"] = _tail_again(reuse_tail)
     start = create_job_on_upload if "upload" in photo else create_job_from_image
     try:
         job = start(
@@ -242,10 +275,10 @@ def home(request: HttpRequest) -> HttpResponse:
         )
     except JobInputError as exc:
         form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-        return _render_create(request, form, status=400, reuse=reuse)
+        return _render_create(request, form, status=400, **kept)
     except InsufficientCredits as exc:
         form.add_error("provider", exc.message)
-        return _render_create(request, form, status=402, reuse=reuse)
+        return _render_create(request, form, status=402, **kept)
     return redirect("job-detail", job_id=job.pk)
 
 

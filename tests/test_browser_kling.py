@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from jobs.creation import create_upload
 from jobs.models import Job
 from tests import test_browser_pages as harness
-from tests.factories import UserFactory, photo_bytes
+from tests.factories import UserFactory, make_job, photo_bytes
 from tests.test_browser_pages import log_in_as, set_slider, shot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -96,3 +97,31 @@ def test_going_back_to_the_local_provider_hides_the_end_frame_and_restores_the_s
 
     job = Job.objects.get(owner=user)
     assert job.provider == "local" and job.extra_params["duration"] == 3.0 and job.tail_upload is None
+
+
+def test_run_again_with_changes_keeps_the_end_frame_until_another_provider_is_chosen(
+    page, live_server, no_worker, kling_configured
+):
+    user = UserFactory(credits=100)
+    end = create_upload(owner=user, source=photo_bytes(1600, 900, seed=4), filename="dusk.jpg", framing="1024x576")
+    earlier = make_job(user, provider="kling", prompt="night falls", tail_upload=end)
+    log_in_as(page, live_server.url, user)
+
+    page.goto(f"{live_server.url}/jobs/{earlier.pk}/")
+    page.locator("#job-rerun-changes").click()
+    kept = page.locator("#reuse-tail")
+    expect(kept).to_be_visible()
+    expect(kept).to_contain_text("dusk.jpg")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=kept.locator("img").element_handle())
+    expect(page.get_by_label("Another end frame")).to_be_enabled()
+    shot(page, "kling", "03-run-again-keeps-the-end-frame")
+
+    page.locator("#id_provider_local").check()  # takes no end frame: the kept one is not sent
+    expect(page.locator("#tail-field")).to_be_hidden()
+    page.locator("#id_provider_kling").check()
+    page.get_by_role("button", name="Make the video").click()
+    page.wait_for_url("**/jobs/*/")
+
+    new = Job.objects.exclude(pk=earlier.pk).get(owner=user)
+    assert new.tail_upload.original_name == "dusk.jpg" and new.upload_id == earlier.upload_id
+    expect(page.locator("#job-tail img")).to_be_visible()

@@ -10,11 +10,12 @@ from django import forms
 from django.urls import reverse
 
 from jobs import pipeline
+from jobs.creation import create_upload
 from jobs.forms import CreateJobForm
 from jobs.models import Job, Upload
 from jobs.views import prefill
 from tests.api_helpers import image_file
-from tests.factories import UserFactory, make_job, make_upload
+from tests.factories import UserFactory, make_job, make_upload, photo_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -161,3 +162,71 @@ def test_a_photo_no_longer_stored_is_asked_for_again_with_the_settings_kept(logg
 
 def test_a_malformed_job_id_is_a_404_not_a_500(logged_in):
     assert logged_in.get(reverse("home") + "?from=not-a-job").status_code == 404
+
+
+@pytest.fixture
+def kling_with_end_frame(user, settings):
+    settings.AIMLAPI_KEY = "aiml-key"  # nothing is sent: the jobs are only made
+    settings.PUBLIC_BASE_URL = ""
+    end = create_upload(owner=user, source=photo_bytes(1600, 900, seed=4), filename="dusk.jpg", framing="1024x576")
+    return make_job(user, provider="kling", prompt="night falls", tail_upload=end)
+
+
+def kling_form(job, **changes) -> dict:
+    return {
+        "photo_from": job.pk,
+        "tail_from": job.pk,
+        "framing": "auto",
+        "provider": "kling",
+        "model": job.model,
+        "motion_bucket_id": job.motion_bucket_id,
+        "cfg_scale": job.cfg_scale,
+        "seed_mode": "random",
+        "prompt": job.prompt,
+        "duration": 5,
+        **changes,
+    }
+
+
+def test_the_form_keeps_the_end_frame_of_the_earlier_video(logged_in, kling_with_end_frame):
+    html = create_page(logged_in, kling_with_end_frame)
+    assert f'name="tail_from" id="id_tail_from" value="{kling_with_end_frame.pk}"' in html
+    assert reverse("job-tail-image", args=[kling_with_end_frame.pk]) in html
+    assert "Using the end frame of" in html and "(dusk.jpg)" in html
+
+
+def test_sending_the_form_without_a_new_end_frame_keeps_the_earlier_one(logged_in, kling_with_end_frame):
+    response = logged_in.post(reverse("home"), kling_form(kling_with_end_frame, framing="square"))
+
+    assert response.status_code == 302, response.content.decode()[:500]
+    new = Job.objects.exclude(pk=kling_with_end_frame.pk).get()
+    assert new.tail_upload.original_name == "dusk.jpg"
+    # Framed again for the new photo's framing, from the same original.
+    assert (new.width, new.height) == (new.tail_upload.width, new.tail_upload.height) == (768, 768)
+    assert new.tail_upload.original.read() == kling_with_end_frame.tail_upload.original.read()
+
+
+def test_a_new_end_frame_wins_over_the_kept_one(logged_in, kling_with_end_frame):
+    other = image_file(name="sunrise.jpg")
+    response = logged_in.post(reverse("home"), {**kling_form(kling_with_end_frame), "tail_image": other})
+
+    assert response.status_code == 302
+    assert Job.objects.exclude(pk=kling_with_end_frame.pk).get().tail_upload.original_name == "sunrise.jpg"
+
+
+def test_the_kept_end_frame_is_dropped_for_a_provider_that_takes_none(logged_in, kling_with_end_frame):
+    form = kling_form(kling_with_end_frame, provider="local", model="camera-motion")
+    form.pop("duration")
+    response = logged_in.post(reverse("home"), form)
+
+    assert response.status_code == 302, response.content.decode()[:500]
+    assert Job.objects.exclude(pk=kling_with_end_frame.pk).get().tail_upload is None
+
+
+def test_another_users_end_frame_cannot_be_used(client, kling_with_end_frame):
+    client.force_login(UserFactory())
+    form = {**kling_form(kling_with_end_frame), "photo_from": "", "image": image_file()}
+    response = client.post(reverse("home"), form)
+
+    assert response.status_code == 302
+    assert Job.objects.exclude(pk=kling_with_end_frame.pk).get().tail_upload is None

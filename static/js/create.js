@@ -299,6 +299,8 @@
     $("prompt-fields").hidden = !p.needs_prompt;
     $("tail-field").hidden = !p.accepts_tail_image;
     $("id_tail_image").disabled = !p.accepts_tail_image;  // a disabled input is not sent
+    var keptTail = $("id_tail_from");  // "Run again with changes": the earlier end frame
+    if (keptTail) keptTail.disabled = !p.accepts_tail_image;
     setParameters(p);
     showCost();
   }
@@ -306,6 +308,10 @@
     r.addEventListener("change", providerChanged);
   });
   $("id_model").addEventListener("change", showCost);
+  $("id_tail_image").addEventListener("change", function () {
+    var kept = $("reuse-tail");
+    if (kept) kept.hidden = !!$("id_tail_image").files.length;  // a file chosen wins over the kept frame
+  });
 
   // --- submit ---
   var sending = false;
