@@ -142,16 +142,27 @@ def _photo_stored(upload: Upload) -> bool:
     return all(f and f.storage.exists(f.name) for f in (upload.original, upload.normalized))
 
 
-def _reusable_photo(request: HttpRequest, job_id) -> Job | None:
-    """The user's own job whose photo a new video may use again, if its files
-    are still stored; anyone else's job, or a photo gone, is None."""
+def _reusable_photo(request: HttpRequest, job_id, image: str = "upload") -> Job | None:
+    """The user's own job whose photo (``image="tail_upload"``: end frame) a new
+    video may use again, if its files are still stored; anyone else's job, a
+    job without one, or an image gone, is None."""
     if not job_id:
         return None
     try:
-        job = Job.objects.select_related("upload").get(pk=job_id, owner=request.user)
+        job = Job.objects.select_related(image).get(pk=job_id, owner=request.user)
     except (Job.DoesNotExist, ValueError, ValidationError):
         return None
-    return job if _photo_stored(job.upload) else None
+    return job if _image_stored(job, image) else None
+
+
+def _image_stored(job: Job, image: str) -> bool:
+    upload = getattr(job, image)
+    return upload is not None and _photo_stored(upload)
+
+
+def _original_of(upload: Upload) -> bytes:
+    with upload.original.open("rb") as handle:
+        return handle.read()
 
 
 def prefill(job: Job, form_fields, *, photo: bool) -> dict:
@@ -184,9 +195,7 @@ def _photo_for(reuse: Job, framing: str | None) -> dict:
     wanted = FRAMINGS[framing] if framing else nearest_framing(upload.source_width, upload.source_height)
     if wanted == (upload.width, upload.height):
         return {"upload": upload}
-    with upload.original.open("rb") as handle:
-        source = handle.read()
-    return {"source": source, "filename": upload.original_name, "framing": framing}
+    return {"source": _original_of(upload), "filename": upload.original_name, "framing": framing}
 
 
 def _create_form_from(request: HttpRequest, job_id) -> HttpResponse:
@@ -194,28 +203,15 @@ def _create_form_from(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job_for_user(request, job_id)  # someone else's job is a 404
     reuse = job if _photo_stored(job.upload) else None
     form = CreateJobForm(initial=prefill(job, CreateJobForm.base_fields, photo=reuse is not None))
-    reuse_tail = _reusable_tail(request, job.pk)
+    reuse_tail = job if _image_stored(job, "tail_upload") else None
     return _render_create(request, form, reuse=reuse, reuse_tail=reuse_tail, image_error="" if reuse else PHOTO_GONE)
-
-
-def _reusable_tail(request: HttpRequest, job_id) -> Job | None:
-    """The user's own job whose end frame a new video may use again, while it
-    is stored; anyone else's job, or a frame gone, is None."""
-    if not job_id:
-        return None
-    try:
-        job = Job.objects.select_related("tail_upload").get(pk=job_id, owner=request.user, tail_upload__isnull=False)
-    except (Job.DoesNotExist, ValueError, ValidationError):
-        return None
-    return job if _photo_stored(job.tail_upload) else None
 
 
 def _tail_again(job: Job) -> ExtraImage:
     """``job``'s end frame read again like a file just chosen, so it is fitted
     to the new photo's framing."""
     tail: Upload = job.tail_upload
-    with tail.original.open("rb") as handle:
-        return ExtraImage(source=handle.read(), field="tail_image", filename=tail.original_name)
+    return ExtraImage(source=_original_of(tail), field="tail_image", filename=tail.original_name)
 
 
 @login_required
@@ -236,7 +232,8 @@ def home(request: HttpRequest) -> HttpResponse:
     if reuse:
         form.fields["image"].required = False
     # Likewise the end frame, for a provider that takes one.
-    reuse_tail = None if request.FILES.get("tail_image") else _reusable_tail(request, request.POST.get("tail_from"))
+    tail_from = None if request.FILES.get("tail_image") else request.POST.get("tail_from")
+    reuse_tail = _reusable_photo(request, tail_from, "tail_upload")
     kept = {"reuse": reuse, "reuse_tail": reuse_tail}
     if not form.is_valid():
         if request.POST.get("photo_from") and not reuse and "image" in form.errors:
