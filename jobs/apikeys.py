@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from jobs.models import ApiKey
+from jobs.prepared_reads import PreparedRead
 
 KEY_PREFIX = "i2v_"
 # Writing last_used_at on every request would make each API call a write.
@@ -45,10 +46,18 @@ def find_key(raw: str) -> ApiKey | None:
     if not raw.startswith(KEY_PREFIX) or raw.count("_") < 2 or "\x00" in raw:
         return None
     prefix = raw[len(KEY_PREFIX) :].split("_", 1)[0]
-    key = ApiKey.objects.active().select_related("user").filter(prefix=prefix).first()
+    key = _KEY_BY_PREFIX.first(prefix=prefix)
     if key is None or not hmac.compare_digest(key.key_hash, _hash(raw)) or not key.user.is_active:
         return None
     return key
+
+
+# The prefix is unique: one row at most. Built once, as every API call runs it.
+_KEY_BY_PREFIX = PreparedRead(
+    ApiKey,
+    lambda prefix: ApiKey.objects.active().select_related("user").filter(prefix=prefix).order_by()[:1],
+    prefix="\x01stand-in",
+)
 
 
 def note_use(key: ApiKey) -> None:

@@ -28,6 +28,7 @@ from rest_framework.fields import DateTimeField
 from jobs.actions import can_cancel
 from jobs.api.serializers import error_of, parameters_of, video_of
 from jobs.models import Job, JobEvent
+from jobs.prepared_reads import PreparedRead
 from jobs.queue_position import queue_position
 
 # DRF's own rendering of a datetime (ISO 8601 in the current time zone, "Z" for UTC).
@@ -40,9 +41,7 @@ def _when(value) -> str | None:
 
 def read_job_with_timeline(user, job_id) -> tuple[Job, list[tuple]]:
     """The caller's job and its timeline; 404 for anyone else's (its existence is not told)."""
-    sql, roles = _job_read()
-    given = _parameters(user.pk, job_id)
-    job = next(iter(Job.objects.raw(sql, [given[role] for role in roles])), None)
+    job = _JOB_WITH_TIMELINE.first(owner=user.pk, pk=job_id)
     if job is None:
         raise Http404
     # SQLite's JSON holds its stored text (UTC, without a zone), PostgreSQL's an ISO time with one.
@@ -53,34 +52,18 @@ def read_job_with_timeline(user, job_id) -> tuple[Job, list[tuple]]:
     return job, [(when(at, None, connection), *rest) for at, *rest in events]
 
 
-# The job read's SQL for each kind of database, and which parameter is which.
-_job_reads: dict[str, tuple[str, tuple[str, ...]]] = {}
-# Stand-ins for the owner and the job, found again among the built query's parameters.
-_OWNER, _JOB = -4242, uuid.UUID("00000000-0000-4000-8000-00000000beef")
+def _job_with_timeline(owner, pk):
+    """The caller's job by id, with its timeline in the same row, as JSON: one
+    query, not two. Its SQL is built once (``PreparedRead``): building it for
+    every poll cost more than running it (bench/RESULTS.md, the hot read)."""
+    timeline = _PG_TIMELINE if connection.vendor == "postgresql" else _SQLITE_TIMELINE
+    jobs = Job.objects.for_user(owner).filter(pk=pk)
+    return jobs.annotate(timeline_json=RawSQL(timeline, [], output_field=TextField()))
 
 
-def _parameters(owner_id, job_id) -> dict[str, object]:
-    """The owner's and the job's ids as this database takes them in a query."""
-    return {
-        "owner": Job._meta.get_field("owner").target_field.get_db_prep_value(owner_id, connection),
-        "pk": Job._meta.pk.get_db_prep_value(job_id, connection),
-    }
-
-
-def _job_read() -> tuple[str, tuple[str, ...]]:
-    """The caller's job by id, as SQL the ORM builds once per process: building
-    it for every poll cost more than running it (bench/RESULTS.md, the hot
-    read). The timeline comes in the same row, as JSON: one query, not two."""
-    vendor = connection.vendor
-    if vendor not in _job_reads:
-        timeline = _PG_TIMELINE if vendor == "postgresql" else _SQLITE_TIMELINE
-        jobs = Job.objects.for_user(_OWNER).filter(pk=_JOB)
-        jobs = jobs.annotate(timeline_json=RawSQL(timeline, [], output_field=TextField()))
-        sql, params = jobs.query.sql_with_params()
-        stand_ins = {value: role for role, value in _parameters(_OWNER, _JOB).items()}
-        roles = tuple(stand_ins[param] for param in params)  # a KeyError here: for_user grew a condition
-        _job_reads[vendor] = (sql, roles)
-    return _job_reads[vendor]
+_JOB_WITH_TIMELINE = PreparedRead(
+    Job, _job_with_timeline, owner=-4242, pk=uuid.UUID("00000000-0000-4000-8000-00000000beef")
+)
 
 
 # The job's events as a JSON array of [at, from_status, to_status, message], oldest first.

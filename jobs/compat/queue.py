@@ -88,6 +88,7 @@ from jobs.creation import JobInputError, check_job_affordable, create_job_from_i
 from jobs.extra_images import ExtraImage, check_extra_images
 from jobs.ledger import InsufficientCredits
 from jobs.models import ApiKey, Job, JobEvent, QueueRequest
+from jobs.prepared_reads import PreparedRead
 from jobs.queue_position import queue_position
 from jobs.sources import fetch_image_url, read_data_uri
 from jobs.webhooks.endpoints import EndpointInputError, attach_job_callback, check_webhook_url
@@ -434,6 +435,15 @@ class Submit(QueueView):
 # --- finding a request ------------------------------------------------------------------
 
 
+# Unordered (there is at most one): ordering it only cost a poll CPU. Built once, as polls repeat it.
+_REQUEST_READ = PreparedRead(
+    Job,
+    lambda pk, owner: Job.objects.filter(pk=pk, owner=owner).select_related("queue_request").order_by()[:1],
+    pk=uuid.UUID("00000000-0000-4000-8000-00000000beef"),
+    owner=-4242,
+)
+
+
 def find_request(owner_id, model_id: str, request_id: str) -> Job:
     """The caller's job behind ``request_id`` if it was asked for under ``model_id``
     (or fal's app id of it); ``QueueError`` 404 otherwise, 400 for an id that
@@ -442,10 +452,7 @@ def find_request(owner_id, model_id: str, request_id: str) -> Job:
         job_id = uuid.UUID(request_id)
     except ValueError:
         raise QueueError(400, BAD_ID_MESSAGE) from None
-    # Unordered (there is at most one): first() would order it, which only costs a poll CPU.
-    job = next(
-        iter(Job.objects.filter(pk=job_id, owner_id=owner_id).select_related("queue_request").order_by()[:1]), None
-    )
+    job = _REQUEST_READ.first(pk=job_id, owner=owner_id)
     asked = getattr(job, "queue_request", None) if job is not None else None
     if asked is None or model_id not in (asked.model_id, fal_app_id(asked.model_id)):
         raise QueueError(404, NOT_FOUND_MESSAGE)
