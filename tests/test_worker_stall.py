@@ -4,7 +4,9 @@ A worker killed while it waits for a task leaves the cluster's queue locked
 (the other workers then block for good); a killed monitor does the same to
 the result queue. The supervisor notices, says so in the log and replaces
 the cluster. Each kill here is followed by a new job that must complete
-within 30 s with nobody acting.
+with nobody acting, within 90 s: the stall is seen after WORKER_STALL_SECONDS
+(10 s), then a new cluster starts its processes and renders, which on a CI
+host running three suites side by side once took longer than 30 s.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tests.processes import alive, children, cluster_status, descendants, wait_f
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-RECOVERY = 30  # seconds a job created after a kill may take to complete
+RECOVERY = 90  # seconds a job created after a kill may take to complete
 
 
 def cluster_main(cluster) -> int:
