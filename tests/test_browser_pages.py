@@ -20,6 +20,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from tests.factories import UserFactory
 
+# expect() waits 5 s unless told, the pages' own calls 15 s (_context): on a CI host
+# running three suites side by side, a page can take longer than 5 s to settle.
+expect.set_options(timeout=15_000)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Without these Chromium keeps trying to reach outside hosts, which this
