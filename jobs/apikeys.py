@@ -56,7 +56,7 @@ def find_key(raw: str) -> ApiKey | None:
 _KEY_BY_PREFIX = PreparedRead(
     ApiKey,
     lambda prefix: ApiKey.objects.active().select_related("user").filter(prefix=prefix).order_by()[:1],
-    prefix="\x01stand-in",
+    "prefix",
 )
 
 

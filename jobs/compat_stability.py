@@ -235,8 +235,8 @@ _RESULT_READ = PreparedRead(
         .only("id", "status", "seed", "seed_used", "finish_reason", "video", "error_code", "error_message")
         .order_by()[:1]
     ),
-    pk=uuid.UUID("00000000-0000-4000-8000-00000000beef"),
-    owner=-4242,
+    "pk",
+    "owner",
 )
 
 

@@ -12,14 +12,28 @@ each call's values: the instances it gives are what the queryset itself gives
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.db.models.query import get_related_populators
+
+
+def _stand_in(field: Field) -> Any:
+    """A value of ``field``'s type that no real query parameter will have."""
+    kind = getattr(field, "target_field", field).get_internal_type()
+    if kind == "UUIDField":
+        return uuid.uuid4()
+    if kind in ("AutoField", "BigAutoField", "IntegerField", "BigIntegerField"):
+        return -secrets.randbelow(2**31) - 1  # ids are positive
+    if kind == "CharField":
+        return f"\x01{secrets.token_hex(6)}"
+    raise TypeError(f"no stand-in for a {kind} ({field.name}): add one here")
 
 
 @dataclass(frozen=True)
@@ -36,19 +50,19 @@ class _Made:
 
 
 class PreparedRead:
-    """The first row of ``build(**stand_ins)``, run again for other values.
+    """The first row of ``build(**values)``, the query built once, run for each call's values.
 
-    Each stand-in is named for the field of ``model`` it is compared with
-    (``pk`` for the primary key), which prepares the values given for it as
-    the database takes them. The stand-ins must be values no other parameter
-    of the query has, so that each one's place among the built query's
+    ``roles`` name the fields of ``model`` (``pk`` for the primary key) whose
+    values ``build`` takes; each prepares the values given for it as the
+    database takes them. The query is built with a stand-in for each, a value
+    no other parameter of it has, so that its place among the built query's
     parameters can be found.
     """
 
-    def __init__(self, model: type[Model], build: Callable[..., QuerySet], **stand_ins: Any) -> None:
-        self._fields = {name: model._meta.pk if name == "pk" else model._meta.get_field(name) for name in stand_ins}
+    def __init__(self, model: type[Model], build: Callable[..., QuerySet], *roles: str) -> None:
+        self._fields = {name: model._meta.pk if name == "pk" else model._meta.get_field(name) for name in roles}
+        self._stand_ins = {name: _stand_in(field) for name, field in self._fields.items()}
         self._build = build
-        self._stand_ins = stand_ins
         # Per connection object: its converters are bound to it, and each thread has its own.
         self._made: WeakKeyDictionary = WeakKeyDictionary()
 

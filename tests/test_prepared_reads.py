@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.django_db
 KEY_WITH_USER = PreparedRead(
     ApiKey,
     lambda prefix: ApiKey.objects.active().select_related("user").filter(prefix=prefix).order_by()[:1],
-    prefix="\x01stand-in",
+    "prefix",
 )
 
 
@@ -60,8 +59,8 @@ def test_a_read_of_some_fields_leaves_the_others_deferred():
     read = PreparedRead(
         Job,
         lambda pk, owner: Job.objects.filter(pk=pk, owner=owner).only("id", "status").order_by()[:1],
-        pk=uuid.UUID(int=1),
-        owner=-1,
+        "pk",
+        "owner",
     )
     found = read.first(pk=job.pk, owner=owner.pk)
     assert (found.pk, found.status) == (job.pk, job.status)
@@ -76,13 +75,18 @@ def test_a_missing_related_row_reads_as_none_as_with_the_queryset():
     read = PreparedRead(
         Job,
         lambda pk: Job.objects.filter(pk=pk).select_related("queue_request").order_by()[:1],
-        pk=uuid.UUID(int=1),
+        "pk",
     )
     found = read.first(pk=job.pk)
     assert getattr(found, "queue_request", None) is None
 
 
 def test_a_queryset_whose_stand_in_is_not_among_its_parameters_is_refused_not_run():
-    read = PreparedRead(ApiKey, lambda prefix: ApiKey.objects.filter(name="x").order_by()[:1], prefix="\x01stand-in")
+    read = PreparedRead(ApiKey, lambda prefix: ApiKey.objects.filter(name="x").order_by()[:1], "prefix")
     with pytest.raises(LookupError, match="prefix"):
         read.first(prefix="anything")
+
+
+def test_a_read_keyed_on_a_field_it_has_no_stand_in_for_is_refused_when_declared():
+    with pytest.raises(TypeError, match="DateTimeField"):
+        PreparedRead(Job, lambda created_at: Job.objects.filter(created_at=created_at)[:1], "created_at")

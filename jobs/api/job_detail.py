@@ -16,7 +16,6 @@ The nested parts (parameters, video, error) are the serializer's own functions.
 from __future__ import annotations
 
 import json
-import uuid
 
 from django.db import connection
 from django.db.models import TextField
@@ -61,9 +60,7 @@ def _job_with_timeline(owner, pk):
     return jobs.annotate(timeline_json=RawSQL(timeline, [], output_field=TextField()))
 
 
-_JOB_WITH_TIMELINE = PreparedRead(
-    Job, _job_with_timeline, owner=-4242, pk=uuid.UUID("00000000-0000-4000-8000-00000000beef")
-)
+_JOB_WITH_TIMELINE = PreparedRead(Job, _job_with_timeline, "owner", "pk")
 
 
 # The job's events as a JSON array of [at, from_status, to_status, message], oldest first.

@@ -439,8 +439,8 @@ class Submit(QueueView):
 _REQUEST_READ = PreparedRead(
     Job,
     lambda pk, owner: Job.objects.filter(pk=pk, owner=owner).select_related("queue_request").order_by()[:1],
-    pk=uuid.UUID("00000000-0000-4000-8000-00000000beef"),
-    owner=-4242,
+    "pk",
+    "owner",
 )
 
 
