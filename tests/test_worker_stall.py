@@ -6,7 +6,7 @@ the result queue. The supervisor notices, says so in the log and replaces
 the cluster. Each kill here is followed by a new job that must complete
 with nobody acting, within 90 s: the stall is seen after WORKER_STALL_SECONDS
 (10 s), then a new cluster starts its processes and renders, which on a CI
-host running three suites side by side once took longer than 30 s.
+host running three suites side by side can take longer than 30 s.
 """
 
 from __future__ import annotations
