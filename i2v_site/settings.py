@@ -232,6 +232,10 @@ if DATABASES["default"].get("ENGINE") not in {
         f"Environment variable DATABASE_URL={os.environ.get('DATABASE_URL')!r} is malformed: "
         "expected sqlite:///path or postgres://user@host:port/name"
     )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's own, with a health check of kept connections that sends nothing
+    # unless the server has spoken (i2v_site/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "i2v_site.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL with synchronous=NORMAL made the ORM broker ~5x faster here, and a
     # busy timeout lets the web process and the worker share the file.
