@@ -123,15 +123,24 @@ def _local_secret_key() -> str:
 
     path = VAR_DIR / "secret_key"
     if not path.exists():
+        # Written whole under another name, then linked into place: processes
+        # started together (CI's runs, serve's web and worker) all read the one
+        # key that won, and none reads the file while it is still empty.
         VAR_DIR.mkdir(parents=True, exist_ok=True)
+        draft = VAR_DIR / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process wrote it first
+            os.link(draft, path)
+        except FileExistsError:  # another process's key is in place first
             pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise ImproperlyConfigured(f"{path} is empty: delete it and a new key is made, or set SECRET_KEY.")
+    return key
 
 
 SECRET_KEY = env_str("SECRET_KEY", "") or _local_secret_key()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = (ROOT / "i2v_site" / "settings.py").read_text()
 EXAMPLE = (ROOT / ".env.example").read_text()
@@ -180,3 +182,43 @@ def test_a_malformed_connection_option_stops_start_up_naming_database_url(tmp_pa
     result = database_settings(tmp_path, f"postgres://i2v@10.0.0.10:5432/i2v?{option}")
     assert result.returncode != 0
     assert "DATABASE_URL" in result.stderr.strip().splitlines()[-1]
+
+
+def test_processes_started_together_on_a_fresh_checkout_share_one_secret_key(tmp_path):
+    # CI starts its runs together; one of them once read the key file that
+    # another had created and not yet written. Here the first process is slow
+    # to write its key, and a second starts meanwhile.
+    code = (
+        "import os, sys, time\n"
+        "if sys.argv[1] == 'slow':\n"
+        "    real_fdopen = os.fdopen\n"
+        "    def slow_fdopen(*args, **kwargs):\n"
+        "        handle = real_fdopen(*args, **kwargs)\n"
+        "        time.sleep(3)\n"
+        "        return handle\n"
+        "    os.fdopen = slow_fdopen\n"
+        "import django; os.environ['DJANGO_SETTINGS_MODULE'] = 'i2v_site.settings'; django.setup()\n"
+        "from django.conf import settings; print(settings.SECRET_KEY)\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
+    base.update({"I2V_VAR_DIR": str(tmp_path), "I2V_ENV_FILE": str(tmp_path / "none.env")})
+
+    def start(speed: str) -> subprocess.Popen:
+        command = [sys.executable, "-c", code, speed]
+        return subprocess.Popen(command, cwd=ROOT, env=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    slow = start("slow")
+    wait_until(lambda: [p for p in tmp_path.iterdir() if "secret" in p.name], 60, "no key file was started")
+    procs = [slow, start("quick")]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in outputs]
+    keys = {out.strip() for out, _ in outputs}
+    assert len(keys) == 1 and len(keys.pop()) >= 50
+    assert sorted(p.name for p in tmp_path.iterdir() if "secret" in p.name) == ["secret_key"]
+
+
+def test_an_empty_secret_key_file_stops_start_up_saying_what_to_do(tmp_path):
+    (tmp_path / "secret_key").write_text("")
+    result = boot(tmp_path)
+    assert result.returncode != 0
+    assert "secret_key is empty: delete it" in result.stderr
