@@ -7,7 +7,7 @@ PORT ?= 8000
 BIND ?= 127.0.0.1:$(PORT)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup lint bench-render bench-inflight bench-inflight-scale bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks bench-hooks bench-hooks-pipelet bench-hot-read bench-enqueue bench-gauntlet clean
+.PHONY: run test setup lint bench-render bench-inflight bench-inflight-scale bench-throttle bench-memory bench-i2v bench-pipelet bench-webhooks bench-hooks bench-hooks-pipelet bench-hot-read bench-health-check bench-enqueue bench-gauntlet clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ bench-gauntlet: setup
 # SQLite, then PostgreSQL (i2v_perf on 127.0.0.1:5432) with the Redis cache (127.0.0.1:6379/7).
 bench-hot-read: setup
 	$(PY) bench/bench_hot_read.py
+
+# What checking a kept PostgreSQL connection costs a poll (i2v_bench_health on 127.0.0.1:5432).
+bench-health-check: setup
+	$(PY) bench/bench_health_check.py
 
 # The ORM broker at three polls (Q_POLL), then the Redis broker (127.0.0.1:6379/8).
 bench-enqueue: setup
