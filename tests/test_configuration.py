@@ -17,10 +17,16 @@ SETTINGS = (ROOT / "i2v_site" / "settings.py").read_text()
 EXAMPLE = (ROOT / ".env.example").read_text()
 
 
-def boot(tmp_path, **env) -> subprocess.CompletedProcess:
-    """Start Django in a fresh process with only these variables set."""
+def bare_environment(tmp_path, **env) -> dict[str, str]:
+    """The environment of a fresh install in ``tmp_path`` with only these variables set."""
     base = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
     base.update({"I2V_VAR_DIR": str(tmp_path), "I2V_ENV_FILE": str(tmp_path / "none.env")}, **env)
+    return base
+
+
+def boot(tmp_path, **env) -> subprocess.CompletedProcess:
+    """Start Django in a fresh process with only these variables set."""
+    base = bare_environment(tmp_path, **env)
     code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='i2v_site.settings'; django.setup(); print('ok')"
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60)
 
@@ -115,10 +121,8 @@ def test_the_scale_settings_configure_redis_and_s3(tmp_path):
         "print(s.Q_CLUSTER.get('redis'), 'orm' in s.Q_CLUSTER, s.CACHES['default']['BACKEND'],"
         " s.STORAGES['default']['BACKEND'], s.AWS_S3_ENDPOINT_URL, s.AWS_S3_ADDRESSING_STYLE)"
     )
-    env = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
-    env.update(
-        I2V_VAR_DIR=str(tmp_path),
-        I2V_ENV_FILE=str(tmp_path / "none.env"),
+    env = bare_environment(
+        tmp_path,
         Q_BROKER_URL="redis://10.0.0.5:6379/1",
         CACHE_URL="redis://10.0.0.5:6379/2",
         AWS_STORAGE_BUCKET_NAME="i2v-media",
@@ -155,8 +159,7 @@ def database_settings(tmp_path, url: str) -> subprocess.CompletedProcess:
         "from django.conf import settings as s; d = s.DATABASES['default'];"
         "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
     )
-    env = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
-    env.update(I2V_VAR_DIR=str(tmp_path), I2V_ENV_FILE=str(tmp_path / "none.env"), DATABASE_URL=url)
+    env = bare_environment(tmp_path, DATABASE_URL=url)
     # Nothing needs to listen there: settings open no connection.
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
@@ -200,8 +203,7 @@ def test_processes_started_together_on_a_fresh_checkout_share_one_secret_key(tmp
         "import django; os.environ['DJANGO_SETTINGS_MODULE'] = 'i2v_site.settings'; django.setup()\n"
         "from django.conf import settings; print(settings.SECRET_KEY)\n"
     )
-    base = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
-    base.update({"I2V_VAR_DIR": str(tmp_path), "I2V_ENV_FILE": str(tmp_path / "none.env")})
+    base = bare_environment(tmp_path)
 
     def start(speed: str) -> subprocess.Popen:
         command = [sys.executable, "-c", code, speed]

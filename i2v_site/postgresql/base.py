@@ -3,8 +3,8 @@ its socket rather than by sending ``SELECT 1``.
 
 Kept connections are health-checked before each request's or task's first
 query (settings: CONN_HEALTH_CHECKS). Django's check is a ``SELECT 1`` round
-trip, which was about 6 % of a status poll's CPU on PostgreSQL
-(bench/RESULTS.md, the hot read). An idle connection has nothing to read:
+trip, about a fifth of a status poll's database time on PostgreSQL
+(bench/bench_health_check.py; bench/RESULTS.md). An idle connection has nothing to read:
 when its socket is readable, the server has said something on its own, which
 for a kept connection means it is going away (a restart, an administrator's
 ``pg_terminate_backend``, a cut link: the message, then end of file). Only then
