@@ -205,7 +205,7 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------
 
 
-def _url_flag(value) -> bool:
+def _url_flag(value, name: str) -> bool:
     """A true/false option of DATABASE_URL (django-environ leaves it a string)."""
     if isinstance(value, bool):
         return value
@@ -213,7 +213,7 @@ def _url_flag(value) -> bool:
     if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
         raise ImproperlyConfigured(
             f"Environment variable DATABASE_URL={os.environ.get('DATABASE_URL')!r} is malformed: "
-            f"conn_health_checks={value!r}, expected true or false"
+            f"{name}={value!r}, expected true or false"
         )
     return text in {"1", "true", "yes", "on"}
 
@@ -245,6 +245,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's own, with a health check of kept connections that sends nothing
     # unless the server has spoken (i2v_site/postgresql/base.py).
     DATABASES["default"]["ENGINE"] = "i2v_site.postgresql"
+    # ...and the hottest reads as prepared statements, unless ?prepared_statements=false
+    # (behind a connection pooler in transaction mode, which cannot keep them).
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options["prepared_statements"] = _url_flag(options.get("prepared_statements", True), "prepared_statements")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL with synchronous=NORMAL made the ORM broker ~5x faster here, and a
     # busy timeout lets the web process and the worker share the file.
@@ -265,7 +269,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Overridable in the URL: …?conn_max_age=0 (a connection per request) or
 # ?conn_health_checks=false.
 DATABASES["default"]["CONN_MAX_AGE"] = _url_seconds(DATABASES["default"].get("CONN_MAX_AGE", 60))
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = _url_flag(DATABASES["default"].get("CONN_HEALTH_CHECKS", True))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = _url_flag(
+    DATABASES["default"].get("CONN_HEALTH_CHECKS", True), "conn_health_checks"
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -73,7 +73,9 @@ class PreparedRead:
             made = self._made[connection] = self._make(connection)
         given = self._prepare(connection, values)
         params = [given[role] if role else value for role, value in made.params]
-        with connection.cursor() as cursor:
+        # PostgreSQL's backend (i2v_site/postgresql) prepares these statements; SQLite's
+        # module keeps its own cache of them, by their text.
+        with getattr(connection, "prepared_cursor", connection.cursor)() as cursor:
             cursor.execute(made.sql, params)
             row = cursor.fetchone()
         return None if row is None else self._decode(made, list(row), connection)

@@ -157,7 +157,7 @@ def database_settings(tmp_path, url: str) -> subprocess.CompletedProcess:
     code = (
         "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='i2v_site.settings'; django.setup();"
         "from django.conf import settings as s; d = s.DATABASES['default'];"
-        "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
+        "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'], d['OPTIONS'].get('prepared_statements', '-'))"
     )
     env = bare_environment(tmp_path, DATABASE_URL=url)
     # Nothing needs to listen there: settings open no connection.
@@ -167,24 +167,27 @@ def database_settings(tmp_path, url: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("postgres://i2v@10.0.0.10:5432/i2v", ["60", "True"]),
-        ("postgres://i2v@10.0.0.10:5432/i2v?conn_max_age=0", ["0", "True"]),
-        ("postgres://i2v@10.0.0.10:5432/i2v?conn_max_age=300&conn_health_checks=false", ["300", "False"]),
-        ("sqlite:///{tmp}/db.sqlite3", ["60", "True"]),
-        ("sqlite:///{tmp}/db.sqlite3?conn_max_age=0", ["0", "True"]),
+        ("postgres://i2v@10.0.0.10:5432/i2v", ["60", "True", "True"]),
+        ("postgres://i2v@10.0.0.10:5432/i2v?conn_max_age=0", ["0", "True", "True"]),
+        ("postgres://i2v@10.0.0.10:5432/i2v?conn_max_age=300&conn_health_checks=false", ["300", "False", "True"]),
+        ("postgres://i2v@10.0.0.10:5432/i2v?conn_max_age=0&prepared_statements=false", ["0", "True", "False"]),
+        ("sqlite:///{tmp}/db.sqlite3", ["60", "True", "-"]),
+        ("sqlite:///{tmp}/db.sqlite3?conn_max_age=0", ["0", "True", "-"]),
     ],
 )
-def test_connections_are_kept_a_minute_and_checked_unless_the_url_says_otherwise(tmp_path, url, expected):
+def test_connections_are_kept_a_minute_checked_and_prepare_unless_the_url_says_otherwise(tmp_path, url, expected):
     result = database_settings(tmp_path, url.format(tmp=tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == expected
 
 
-@pytest.mark.parametrize("option", ["conn_max_age=a-minute", "conn_health_checks=maybe"])
+@pytest.mark.parametrize("option", ["conn_max_age=a-minute", "conn_health_checks=maybe", "prepared_statements=maybe"])
 def test_a_malformed_connection_option_stops_start_up_naming_database_url(tmp_path, option):
     result = database_settings(tmp_path, f"postgres://i2v@10.0.0.10:5432/i2v?{option}")
     assert result.returncode != 0
-    assert "DATABASE_URL" in result.stderr.strip().splitlines()[-1]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "DATABASE_URL" in last_line
+    assert option in last_line.replace("'", "")
 
 
 def test_processes_started_together_on_a_fresh_checkout_share_one_secret_key(tmp_path):
