@@ -4,7 +4,7 @@ Run from the repository root (``make bench-hot-read`` runs the same)::
 
     .venv/bin/python bench/bench_hot_read.py [--database sqlite|postgres|both] [--seconds 3]
         [--rounds 7] [--connections 16] [--jobs 3000] [--profile] [--cpu-only] [--conn-max-age 0]
-        [--setups sync:2,sync:4,gthread:2:4]
+        [--setups sync:2,sync:4,gthread:2:4] [--unprepared]
 
 For each database (SQLite in a temporary var directory with the default file
 cache; or PostgreSQL ``i2v_perf`` with the Redis cache ``redis://127.0.0.1:6379/7``,
@@ -28,8 +28,10 @@ each poll rotating over 200 (key, job) pairs of every state:
 
    With each: the web workers' CPU time per answer (their utime + stime over
    the run / answers), which, unlike requests/s, other work on the machine
-   hardly blurs. ``--setups`` runs other gunicorn set-ups side by side
-   instead of serve's (``class:workers[:threads]``), each run interleaved.
+   hardly blurs, and the whole machine's (web workers, PostgreSQL, Redis, wrk).
+   ``--setups`` runs other gunicorn set-ups side by side instead of serve's
+   (``class:workers[:threads]``), each run interleaved; ``--unprepared`` runs
+   each beside itself with PostgreSQL's prepared statements off.
 
 Goal (issue 13): each endpoint at least 0.8x the plain view's throughput, p99 < 25 ms.
 ``--profile`` prints the top functions of a cProfile of each endpoint in-process.
@@ -92,14 +94,16 @@ def get(url: str) -> int:
 class Server:
     """gunicorn as ``manage.py serve`` starts it (``serve.gunicorn_command``)."""
 
-    def __init__(self, env: dict[str, str], var: Path, setup: str = "") -> None:
-        """``setup``: empty for the set-up ``serve`` uses, else ``class:workers[:threads]`` (``gthread:2:4``)."""
+    def __init__(self, env: dict[str, str], var: Path, setup: str = "", variant: str = "") -> None:
+        """``setup``: empty for the set-up ``serve`` uses, else ``class:workers[:threads]`` (``gthread:2:4``).
+        ``variant`` names what ``env`` changes from the install's own settings."""
         from jobs.management.commands.serve import WEB_WORKERS, gunicorn_command
 
         bind = f"127.0.0.1:{free_port()}"
         self.url = f"http://{bind}"
         (var / "run").mkdir(exist_ok=True)
-        label = setup.replace(":", "-") or "serve"
+        label = (setup.replace(":", "-") or "serve") + (f"-{variant}" if variant else "")
+        self.variant = variant
         self.log = var / f"gunicorn-{label}.log"
         kind, workers, threads = [*setup.split(":"), "", "", ""][:3]
         (var / "run" / label).mkdir()
@@ -144,6 +148,13 @@ class Server:
             if int(fields[1]) == self.proc.pid:  # ppid
                 total += int(fields[11]) + int(fields[12])  # utime, stime
         return total / tick
+
+
+def host_cpu_seconds() -> float:
+    """CPU time every process on the machine has used so far (/proc/stat: all but idle and iowait)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(value: str, unit: str) -> float:
@@ -382,11 +393,17 @@ def run_one(args: argparse.Namespace) -> None:
         load = os.getloadavg()
         setups = [part.strip() for part in args.setups.split(",") if part.strip()] or [""]
         servers = [Server(env, var, setup) for setup in setups]
+        if args.unprepared and args.database == "postgres":
+            url = env["DATABASE_URL"]
+            unprepared = {**env, "DATABASE_URL": f"{url}{'&' if '?' in url else '?'}prepared_statements=false"}
+            servers += [Server(unprepared, var, setup, "unprepared") for setup in setups]
         runs = [(name, server) for name in ENDPOINTS for server in servers]
         rates: dict = {run: [] for run in runs}
         p99s: dict = {run: [] for run in runs}
         # The web workers' CPU per answer: unlike requests/s, what other work on the machine does not blur.
         served_cpu: dict = {run: [] for run in runs}
+        # Everything the machine spent per answer: the web workers, PostgreSQL, Redis and wrk itself.
+        host_cpu: dict = {run: [] for run in runs}
         non2xx: dict = dict.fromkeys(runs, 0)
         try:
             for round_number in range(args.rounds + 1):  # the first round warms up and is not counted
@@ -395,19 +412,21 @@ def run_one(args: argparse.Namespace) -> None:
                 shift = round_number % len(runs)
                 for run in runs[shift:] + runs[:shift]:
                     name, server = run
-                    before = server.cpu_seconds()
+                    before, host_before = server.cpu_seconds(), host_cpu_seconds()
                     rate, p99, bad, done = wrk(server.url, luas[name], args.seconds, args.connections)
                     if round_number:
                         rates[run].append(rate)
                         p99s[run].append(p99)
                         non2xx[run] += bad
                         served_cpu[run].append((server.cpu_seconds() - before) / max(done, 1) * 1e6)
+                        host_cpu[run].append((host_cpu_seconds() - host_before) / max(done, 1) * 1e6)
         finally:
             for server in servers:
                 server.stop()
         after = os.getloadavg()
         for server in servers:
             how = "as `serve` starts it" if server.as_serve else "NOT as `serve` starts it"
+            how += ", DATABASE_URL …?prepared_statements=false" if server.variant == "unprepared" else ""
             print(
                 f"1. wrk, {args.connections} connections, gunicorn {how} ({server.setup}), "
                 f"{args.seconds:g} s per run, {args.rounds} rounds interleaved (medians)"
@@ -415,9 +434,10 @@ def run_one(args: argparse.Namespace) -> None:
             print(f"   load average before/after: {load[0]:.1f} / {after[0]:.1f} on {os.cpu_count()} cores")
             floor = ("plain Django view", server)
             plain, plain_cpu = rates[floor], statistics.median(served_cpu[floor])
+            plain_host = statistics.median(host_cpu[floor])
             print(
                 f"   {'endpoint':<30}{'req/s':>8}{'vs plain':>10}{'p99 ms':>8}{'non-2xx':>9}"
-                f"{'µs CPU':>8}{'vs plain':>10}  goal   all rounds (req/s)"
+                f"{'µs CPU':>8}{'vs plain':>10}{'host µs':>9}{'vs plain':>10}  goal   all rounds (req/s)"
             )
             for name in ENDPOINTS:
                 run = (name, server)
@@ -431,12 +451,15 @@ def run_one(args: argparse.Namespace) -> None:
                 )
                 every = ", ".join(f"{r:.0f}" for r in rates[run])
                 cpu_used = statistics.median(served_cpu[run])
+                host_used = statistics.median(host_cpu[run])
                 print(
                     f"   {name:<30}{rate:>8.0f}{ratio:>9.2f}x{p99:>8.1f}{non2xx[run]:>9}"
-                    f"{cpu_used:>8.0f}{cpu_used / plain_cpu:>9.2f}x  {met:<6} {every}"
+                    f"{cpu_used:>8.0f}{cpu_used / plain_cpu:>9.2f}x{host_used:>9.0f}{host_used / plain_host:>9.2f}x"
+                    f"  {met:<6} {every}"
                 )
         print("   (vs plain: the median over rounds of the ratio within a round)")
         print("   (µs CPU: the web workers' CPU time per answer during the runs, median over rounds)")
+        print("   (host µs: the whole machine's CPU time per answer: web workers, databases, wrk and the rest)")
         print("   (non-2xx: the polled failed jobs, which the Stability API answers 500 as Stability does)")
 
 
@@ -453,6 +476,11 @@ def main() -> None:
         type=int,
         default=None,
         help="DATABASE_URL's ?conn_max_age= (0: a connection per request); default: as the settings keep them",
+    )
+    parser.add_argument(
+        "--unprepared",
+        action="store_true",
+        help="PostgreSQL: also run each set-up with prepared statements off, interleaved with the others",
     )
     parser.add_argument("--cpu-only", action="store_true", help="only part 0 (no gunicorn, no wrk)")
     parser.add_argument(
