@@ -60,6 +60,13 @@ class APIView(DRFView):
             raise exceptions.MethodNotAllowed(request.method)
         super().initial(request, *args, **kwargs)
 
+    def get_throttles(self):
+        # Asked twice a request: by the key's check, to count the budget with it
+        # (PerUserThrottle.of_view), and then by DRF. Made once.
+        if "_throttles" not in self.__dict__:
+            self._throttles = super().get_throttles()
+        return self._throttles
+
 
 class Pages(PageNumberPagination):
     page_size = 20
