@@ -1,6 +1,6 @@
-"""On PostgreSQL the hottest reads (the key lookup, a status poll's job) are
-prepared statements, parsed and planned once per connection, unless
-``DATABASE_URL`` says ``prepared_statements=false``.
+"""On PostgreSQL the hottest statements (the key lookup, a status poll's job, a
+worker's claim of a job) are prepared, parsed and planned once per connection,
+unless ``DATABASE_URL`` says ``prepared_statements=false``.
 
 PostgreSQL only: SQLite's module keeps its own statement cache.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 
-from jobs import apikeys
+from jobs import apikeys, pipeline
 from jobs.models import ApiKey
 from tests.factories import UserFactory, make_job
 
@@ -31,12 +31,18 @@ def prepared_statements_off():
     options["prepared_statements"] = True
 
 
-def prepared() -> dict[str, int]:
-    """This connection's prepared statements: the table of the first column each reads, and how often each ran."""
+def prepared_statements() -> list[tuple[str, int]]:
+    """This connection's prepared statements, and how often each ran."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
-        rows = cursor.fetchall()
-    return {statement.split('"')[1]: runs for statement, runs in rows}
+        return cursor.fetchall()
+
+
+def prepared() -> dict[str, int]:
+    """The reads among them: the table of the first column each reads, and how often each ran."""
+    return {
+        statement.split('"')[1]: runs for statement, runs in prepared_statements() if statement.startswith("SELECT")
+    }
 
 
 def poll(client, key: str, job) -> dict:
@@ -91,3 +97,21 @@ def test_a_revoked_key_is_refused_by_the_prepared_read_at_once(client):
 
     response = client.get(f"/api/v1/jobs/{job.pk}", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 401
+
+
+def test_a_workers_claims_run_one_prepared_statement():
+    owner = UserFactory()
+    first, second = make_job(owner), make_job(owner)
+
+    assert [job.pk for job in pipeline.claim_many([first.pk])] == [first.pk]
+    assert [job.pk for job in pipeline.claim_many([second.pk])] == [second.pk]
+
+    claims = [runs for statement, runs in prepared_statements() if statement.startswith("UPDATE")]
+    assert claims == [2]
+
+
+def test_with_prepared_statements_off_a_claim_prepares_nothing(prepared_statements_off):
+    job = make_job(UserFactory())
+
+    assert [claimed.pk for claimed in pipeline.claim_many([job.pk])] == [job.pk]
+    assert prepared_statements() == []
