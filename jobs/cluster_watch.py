@@ -11,13 +11,18 @@ the supervisor (``manage.py runworker``) watches three things:
 
 * the cluster's own status record (django-q2's ``Stat``, saved by its
   sentinel twice a second): when it stops coming, the sentinel is gone;
+* tasks waiting in the cluster's internal queue while a worker sits idle: a
+  worker that can read the queue takes a waiting task within milliseconds,
+  so the queue is blocked (seen in seconds, even while another worker is
+  busy on a long task);
 * tasks waiting in the cluster's internal queue while no worker has started,
   finished or been busy with a task: the workers are blocked;
 * results waiting for the monitor while it has saved none: the monitor is.
 
 Workers and the monitor leave "beats" (file times in a folder the supervisor
 gives the cluster): a worker on each task start and end, and every couple of
-seconds while a task runs, so a long render never looks like a stall.
+seconds while a task runs, so a long render never looks like a stall. Each
+worker also marks itself busy while it runs a task (a file named for its pid).
 """
 
 from __future__ import annotations
@@ -34,8 +39,11 @@ from jobs.lifelines import set_death_signal
 
 BEATS_ENV = "I2V_CLUSTER_BEATS"
 WORKER, MONITOR = "worker", "monitor"
+BUSY = "busy-"  # + a worker's pid: it is running a task
 # A busy worker beats this often; well under any sensible stall window.
 BUSY_BEAT_SECONDS = 2.0
+# Tasks waiting this long beside an idle worker mean it cannot read the queue.
+IDLE_WITH_TASKS_SECONDS = 3.0
 
 
 class Beats:
@@ -61,6 +69,19 @@ class Beats:
     def clear(self) -> None:
         for kind in (WORKER, MONITOR):
             (self.folder / kind).unlink(missing_ok=True)
+        for marker in self.folder.glob(f"{BUSY}*"):
+            marker.unlink(missing_ok=True)
+
+    def mark_busy(self, pid: int, busy: bool) -> None:
+        marker = self.folder / f"{BUSY}{pid}"
+        if busy:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    def idle_among(self, pids: list[int]) -> int:
+        """How many of these worker processes are not running a task."""
+        return sum(1 for pid in pids if not (self.folder / f"{BUSY}{pid}").exists())
 
 
 # --- Inside the cluster's processes ----------------------------------------------
@@ -76,6 +97,7 @@ class _WorkerBeat:
 
     def started(self, **_) -> None:
         self.busy = True
+        self.beats.mark_busy(os.getpid(), True)
         self.beats.touch(WORKER)
         if self.thread is None:  # one per worker process, started after the fork
             self.thread = threading.Thread(target=self._while_busy, name="i2v-beat", daemon=True)
@@ -83,6 +105,7 @@ class _WorkerBeat:
 
     def finished(self, **_) -> None:
         self.busy = False
+        self.beats.mark_busy(os.getpid(), False)
         self.beats.touch(WORKER)
 
     def _while_busy(self) -> None:
@@ -136,6 +159,7 @@ class ClusterState:
     results_waiting: int  # finished, not yet saved and acknowledged by the monitor
     worker_beat: float | None
     monitor_beat: float | None
+    idle_workers: int = 0  # of the workers its status record lists, those not running a task
 
 
 class StallWatch:
@@ -147,9 +171,13 @@ class StallWatch:
 
     def __init__(self, window: float, started_at: float, startup: float) -> None:
         self.window = window
+        # Tasks waiting beside an idle worker need no long look: the status record
+        # is up to half a second old and read once a second.
+        self.idle_window = min(window, IDLE_WITH_TASKS_SECONDS)
         self.status_last = started_at + startup  # give the cluster time to come up
         self.tasks_since: float | None = None
         self.results_since: float | None = None
+        self.idle_since: float | None = None
 
     def check(self, seen: ClusterState) -> str | None:
         now = seen.now
@@ -160,6 +188,12 @@ class StallWatch:
         if seen.status_seen:
             self.tasks_since = _since(self.tasks_since, seen.tasks_waiting, now)
             self.results_since = _since(self.results_since, seen.results_waiting, now)
+            self.idle_since = _since(self.idle_since, min(seen.tasks_waiting, seen.idle_workers), now)
+        if self.idle_since is not None and now - self.idle_since >= self.idle_window:
+            return (
+                f"{seen.tasks_waiting} task(s) have waited in its queue for {now - self.idle_since:.0f} s "
+                f"while {seen.idle_workers} worker(s) sat idle (a blocked worker queue)"
+            )
         quiet = _quiet_for(now, self.tasks_since, seen.worker_beat)
         if quiet is not None and quiet >= self.window:
             return (

@@ -128,6 +128,7 @@ class ClusterSupervisor:
                 results_waiting=getattr(status, "done_q_size", 0),
                 worker_beat=self.beats.last(WORKER),
                 monitor_beat=self.beats.last(MONITOR),
+                idle_workers=self.beats.idle_among(getattr(status, "workers", None) or []),
             )
             reason = watch.check(seen)
             if reason:

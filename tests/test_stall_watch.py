@@ -16,6 +16,7 @@ def state(now: float, **fields) -> ClusterState:
         results_waiting=fields.get("results", 0),
         worker_beat=fields.get("worker_beat"),
         monitor_beat=fields.get("monitor_beat"),
+        idle_workers=fields.get("idle", 0),
     )
 
 
@@ -61,3 +62,28 @@ def test_a_missing_status_record_counts_after_startup_then_at_once():
     w.check(state(5))  # up early
     assert w.check(state(14, status_seen=False)) is None
     assert "sentinel" in w.check(state(15, status_seen=False))
+
+
+def test_tasks_waiting_beside_an_idle_worker_are_a_blocked_queue_within_seconds():
+    # A worker killed while it held the queue's read lock: the one started in
+    # its place sits idle, another is busy on a long task and keeps beating.
+    w = watch()
+    assert w.check(state(100, tasks=2, idle=1, worker_beat=99)) is None
+    assert w.check(state(102, tasks=2, idle=1, worker_beat=101)) is None
+    reason = w.check(state(103, tasks=2, idle=1, worker_beat=103))
+    assert "1 worker(s) sat idle" in reason and "blocked worker queue" in reason
+
+
+def test_an_idle_worker_that_takes_the_waiting_task_is_no_stall():
+    w = watch()
+    w.check(state(100, tasks=1, idle=1))
+    w.check(state(102, tasks=0, idle=0, worker_beat=101))  # taken: the worker is busy now
+    assert w.check(state(104, tasks=1, idle=1, worker_beat=101)) is None
+    assert w.check(state(106, tasks=0, idle=2, worker_beat=105)) is None
+    assert w.check(state(108, tasks=0, idle=2, worker_beat=105)) is None  # idle with nothing to do
+
+
+def test_an_idle_worker_cannot_make_a_short_window_longer():
+    w = StallWatch(2.0, started_at=0.0, startup=20.0)
+    w.check(state(100, tasks=1, idle=1))
+    assert w.check(state(102, tasks=1, idle=1)) is not None

@@ -73,7 +73,8 @@ def test_jobs_keep_completing_after_any_cluster_process_is_killed(cluster_factor
     for worker in cluster_status(main).workers:
         kill(worker)
     completes_in_time(user, cluster)
-    assert "stalled" in cluster.log_text() and "blocked worker queue" in cluster.log_text()
+    # Seen by the workers started in their place sitting idle beside the waiting task.
+    assert "stalled" in cluster.log_text() and "sat idle (a blocked worker queue)" in cluster.log_text()
 
     # The monitor: the job still runs, but results pile up unsaved until the cluster is
     # replaced, unless django-q2's own sentinel notices the death first and starts a new
