@@ -127,6 +127,9 @@ class Job(models.Model):
     status_message = models.CharField(max_length=255, blank=True)
 
     provider_job_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Set just before a remote provider is sent the job: found set with no
+    # provider_job_id, a submit's outcome was never stored (its worker died).
+    submit_started_at = models.DateTimeField(null=True, blank=True)
     provider_response = models.JSONField(default=dict, blank=True)
     seed_used = models.BigIntegerField(null=True, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)

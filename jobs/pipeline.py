@@ -359,6 +359,17 @@ def step_submit(job: Job) -> Next:
         transition(job, Job.SUBMITTED, "Resumed after a restart", submitted_at=job.submitted_at or now)
         job.next_poll_at = first_poll
         return Next.CONTINUE if first_poll <= now else Next.WAIT
+    if job.submit_started_at is not None:
+        # The provider may have taken the job: sending it again could make (and
+        # bill) a second video. The seam's submit rule, for a worker that died.
+        fail(
+            job,
+            "provider_outcome_unknown",
+            "Our worker stopped while this job was being sent to the provider, so we cannot tell whether it "
+            "was accepted. It has not been sent again, to avoid a duplicate; nothing was charged, please try again.",
+            f"A submit began at {job.submit_started_at.isoformat()} and its outcome was never stored.",
+        )
+        return Next.WAIT
     if now > job.created_at + timedelta(seconds=settings.MAX_CHECK_TIME):
         fail(job, "timed_out", _timeout_message(job), "Gave up submitting: the provider never accepted the job.")
         return Next.WAIT
@@ -381,9 +392,15 @@ def step_submit(job: Job) -> Next:
         **_other_images(job, provider),
         webhook_url=hook_links.webhook_url(job, provider.name) if provider.supports_webhook else "",
     )
+    if not provider.renders_inline:  # sending an inline render twice costs nothing
+        marked = Job.objects.filter(pk=job.pk, status=from_status, provider_job_id="").update(submit_started_at=now)
+        if not marked:  # cancelled meanwhile
+            return Next.WAIT
     try:
         provider_job_id = provider.submit(request)
     except ProviderError as exc:
+        if exc.retryable:  # the provider did not take it (the seam's submit rule): it may be sent again
+            defer(job, submit_started_at=None)
         return _provider_trouble(job, exc, "submitting")
     changed = transition(
         job,
