@@ -55,6 +55,7 @@ from jobs.provider_hooks import links as hook_links
 from jobs.webhooks import outbox
 from providers import clip
 from providers.base import GenerationRequest, MotionMask, PollContext, PollState, ProviderError
+from providers.http import before_sending_work
 from providers.registry import get_provider
 from providers.replicate import image_data_uri
 
@@ -392,12 +393,12 @@ def step_submit(job: Job) -> Next:
         **_other_images(job, provider),
         webhook_url=hook_links.webhook_url(job, provider.name) if provider.supports_webhook else "",
     )
-    if not provider.renders_inline:  # sending an inline render twice costs nothing
-        marked = Job.objects.filter(pk=job.pk, status=from_status, provider_job_id="").update(submit_started_at=now)
-        if not marked:  # cancelled meanwhile
-            return Next.WAIT
+    # Once a request that may start the work is on its way, its outcome is unknown
+    # until the answer is stored (sending an inline render twice costs nothing).
+    mark = None if provider.renders_inline else lambda: Job.objects.filter(pk=job.pk).update(submit_started_at=now)
     try:
-        provider_job_id = provider.submit(request)
+        with before_sending_work(mark):
+            provider_job_id = provider.submit(request)
     except ProviderError as exc:
         if exc.retryable:  # the provider did not take it (the seam's submit rule): it may be sent again
             defer(job, submit_started_at=None)

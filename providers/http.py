@@ -28,6 +28,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +105,31 @@ def may_resend(method: str, status: int) -> bool:
     return status in NOT_TAKEN_STATUSES
 
 
+_before_sending_work: ContextVar[Callable[[], object] | None] = ContextVar("before_sending_work", default=None)
+
+
+@contextmanager
+def before_sending_work(note: Callable[[], object] | None) -> Iterator[None]:
+    """Have ``note`` called once, just before the first request in this block
+    that may start work at a provider (a POST) goes out. The pipeline records
+    there that a submit's outcome is unknown until its answer is stored: a
+    worker that dies before that must not send the job again, while one that
+    dies before anything was sent (building the request) may."""
+    token = _before_sending_work.set(note)
+    try:
+        yield
+    finally:
+        _before_sending_work.reset(token)
+
+
+def sending_work() -> None:
+    """Every sender calls this just before a request that may start work goes out."""
+    note = _before_sending_work.get()
+    if note is not None:
+        _before_sending_work.set(None)
+        note()
+
+
 def request(
     method: str,
     url: str,
@@ -124,6 +152,8 @@ def request(
     idempotent = method in IDEMPOTENT_METHODS
     attempt = 0
     while True:
+        if not idempotent:
+            sending_work()
         try:
             response = _session.request(method, url, timeout=timeout, **kwargs)
         except requests.ConnectionError as exc:

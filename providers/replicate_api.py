@@ -41,7 +41,7 @@ from replicate.client import RetryTransport
 from replicate.exceptions import ReplicateError
 
 from providers.base import ProviderError
-from providers.http import parse_retry_after
+from providers.http import parse_retry_after, sending_work
 
 # A prediction id goes into a URL path: accept only plain id characters.
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -233,6 +233,7 @@ def create(ref: str, inputs: dict[str, Any], *, webhook: str = "") -> Prediction
     call = _Call(f"POST {settings.REPLICATE_BASE_URL}{path}")
     hook: dict[str, Any] = {"webhook": webhook, "webhook_events_filter": ["completed"]} if webhook else {}
     with _errors(call, creates=True):
+        sending_work()
         if version:
             prediction = call.client.predictions.create(version=version, input=inputs, **hook)
         else:

@@ -90,3 +90,19 @@ def test_an_inline_render_is_not_marked_as_sending_it_twice_costs_nothing():
 
     assert job.status == Job.COMPLETED
     assert job.submit_started_at is None
+
+
+def test_a_worker_that_dies_before_anything_is_sent_leaves_the_job_free_to_be_sent(stability_server, monkeypatch):
+    # A step that crashes while it builds the request (a native library, say) never
+    # reached the provider: the job is tried again, and quarantined if it keeps crashing.
+    from providers.stability import StabilityProvider
+
+    def crash(self, request):
+        raise MemoryError("died building the request")
+
+    monkeypatch.setattr(StabilityProvider, "submit", crash)
+    job = advance(make_job(provider="stability"))
+
+    assert job.submit_started_at is None
+    assert job.status != Job.FAILED or job.error_code != "provider_outcome_unknown"
+    assert stability_server.submits == []
