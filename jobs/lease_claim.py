@@ -26,6 +26,7 @@ from weakref import WeakKeyDictionary
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from jobs.models import Job
+from jobs.prepared_reads import preparing_cursor
 
 
 def can_claim_in_one_statement() -> bool:
@@ -51,7 +52,7 @@ def claim_rows(job_ids: list, now: datetime, lease_until: datetime) -> list[Job]
         *Job.FINAL_STATES,
         ops.adapt_datetimefield_value(now),
     ]
-    with getattr(connection, "prepared_cursor", connection.cursor)() as cursor:
+    with preparing_cursor(connection) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [_job(row, connections[DEFAULT_DB_ALIAS]) for row in rows]

@@ -36,6 +36,13 @@ def _stand_in(field: Field) -> Any:
     raise TypeError(f"no stand-in for a {kind} ({field.name}): add one here")
 
 
+def preparing_cursor(connection):
+    """A cursor for statements run again and again with other values: PostgreSQL's
+    backend (i2v_site/postgresql) prepares them; SQLite's module keeps its own
+    cache of them, by their text."""
+    return getattr(connection, "prepared_cursor", connection.cursor)()
+
+
 @dataclass(frozen=True)
 class _Made:
     sql: str
@@ -73,9 +80,7 @@ class PreparedRead:
             made = self._made[connection] = self._make(connection)
         given = self._prepare(connection, values)
         params = [given[role] if role else value for role, value in made.params]
-        # PostgreSQL's backend (i2v_site/postgresql) prepares these statements; SQLite's
-        # module keeps its own cache of them, by their text.
-        with getattr(connection, "prepared_cursor", connection.cursor)() as cursor:
+        with preparing_cursor(connection) as cursor:
             cursor.execute(made.sql, params)
             row = cursor.fetchone()
         return None if row is None else self._decode(made, list(row), connection)
